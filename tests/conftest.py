@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from apikeys.services import apikey_create
+from tests.factories import AgencyFactory, UserFactory
+
+
+@dataclass
+class KeyedClient:
+    """An API client authenticated with a fresh live key of ``user``'s agency."""
+
+    client: APIClient
+    user: object
+    key: object
+    plaintext: str
+
+    @property
+    def agency(self):
+        return self.user.agency
+
+
+def _keyed_client(user, **key_options) -> KeyedClient:
+    created = apikey_create(owner=user, label="test", **key_options)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {created.plaintext}")
+    return KeyedClient(client=client, user=user, key=created.key, plaintext=created.plaintext)
+
+
+@pytest.fixture
+def agency(db):
+    return AgencyFactory(domain="hdb.gov.sg", name="Housing Board")
+
+
+@pytest.fixture
+def owner(agency):
+    return UserFactory(agency=agency, email="alice@hdb.gov.sg")
+
+
+@pytest.fixture
+def api(owner) -> KeyedClient:
+    """The owner's client: the agency that owns the data under test."""
+    return _keyed_client(owner)
+
+
+@pytest.fixture
+def teammate_api(agency) -> KeyedClient:
+    return _keyed_client(UserFactory(agency=agency, email="bob@hdb.gov.sg"))
+
+
+@pytest.fixture
+def outsider_api(db) -> KeyedClient:
+    """A client of another agency: it must never see the owner's data (404)."""
+    other = AgencyFactory(domain="mom.gov.sg", name="Manpower")
+    return _keyed_client(UserFactory(agency=other, email="mallory@mom.gov.sg"))
+
+
+@pytest.fixture
+def keyed_client_for():
+    return _keyed_client

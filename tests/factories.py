@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import factory
+from django.utils import timezone
+
+from accounts.models import Agency, AgencyDomain, User
+from emails.models import BlacklistEntry, Email, EmailRecipient, VerifiedSender
+
+
+class AgencyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Agency
+
+    name = factory.Sequence(lambda n: f"Agency {n}")
+
+    @factory.post_generation
+    def domain(obj, create, extracted, **kwargs):
+        if create:
+            AgencyDomain.objects.create(agency=obj, domain=extracted or f"agency{obj.pk}.gov.sg")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    agency = factory.SubFactory(AgencyFactory)
+    email = factory.LazyAttributeSequence(lambda o, n: f"user{n}@{o.agency.domains.first().domain}")
+    role = User.Role.ADMIN
+
+
+class EmailFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Email
+        skip_postgeneration_save = True
+
+    agency = factory.SubFactory(AgencyFactory)
+    sender = "Postman <info@mail.postman.gov.sg>"
+    recipient = factory.Sequence(lambda n: f"recipient{n}@example.com")
+    reply_to = "owner@agency.gov.sg"
+    params = factory.LazyAttribute(
+        lambda o: {"subject": "Your OTP", "body": "<p>Your OTP is <b>123456</b></p>"}
+    )
+    created_at = factory.LazyFunction(timezone.now)
+    updated_at = factory.LazyAttribute(lambda o: o.created_at)
+
+    @factory.post_generation
+    def with_recipients(obj, create, extracted, **kwargs):
+        if not create:
+            return
+        rows = [EmailRecipient(email=obj, kind="to", address=obj.recipient)]
+        rows += [EmailRecipient(email=obj, kind="cc", address=a) for a in obj.cc]
+        rows += [EmailRecipient(email=obj, kind="bcc", address=a) for a in obj.bcc]
+        EmailRecipient.objects.bulk_create(rows)
+
+
+class BlacklistEntryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BlacklistEntry
+
+    address = factory.Sequence(lambda n: f"blocked{n}@example.com")
+
+
+class VerifiedSenderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = VerifiedSender
+
+    agency = factory.SubFactory(AgencyFactory)
+    address = factory.Sequence(lambda n: f"sender{n}@example.org")
+    verified_at = factory.LazyFunction(timezone.now)
