@@ -46,7 +46,11 @@ class Email(models.Model):
     reply_to = models.EmailField(max_length=254, blank=True)
     cc = models.JSONField(default=list, blank=True)
     bcc = models.JSONField(default=list, blank=True)
+    # The raw input as the client sent it (the API's ``params``) ...
     params = models.JSONField()
+    # ... and what is actually sent: the sanitised subject (one line, no tags) and HTML body.
+    subject = models.TextField()
+    html = models.TextField()
     attachments_metadata = models.JSONField(null=True, blank=True)
     classification = models.CharField(
         max_length=10, choices=Classification.choices, null=True, blank=True

@@ -41,6 +41,8 @@ class EmailFactory(factory.django.DjangoModelFactory):
     params = factory.LazyAttribute(
         lambda o: {"subject": "Your OTP", "body": "<p>Your OTP is <b>123456</b></p>"}
     )
+    subject = factory.LazyAttribute(lambda o: o.params["subject"])
+    html = factory.LazyAttribute(lambda o: o.params["body"])
     created_at = factory.LazyFunction(timezone.now)
     updated_at = factory.LazyAttribute(lambda o: o.created_at)
 

@@ -52,6 +52,8 @@ class Migration(migrations.Migration):
                 ('cc', models.JSONField(blank=True, default=list)),
                 ('bcc', models.JSONField(blank=True, default=list)),
                 ('params', models.JSONField()),
+                ('subject', models.TextField()),
+                ('html', models.TextField()),
                 ('attachments_metadata', models.JSONField(blank=True, null=True)),
                 ('classification', models.CharField(blank=True, choices=[('URGENT', 'Urgent'), ('FOR_ACTION', 'For Action'), ('FOR_INFO', 'For Info')], max_length=10, null=True)),
                 ('tag', models.CharField(blank=True, max_length=255, null=True)),
