@@ -1,0 +1,145 @@
+"""Building the MIME message handed to the relay.
+
+Django's ``EmailMultiAlternatives`` does the encoding and refuses CR/LF in any header (its
+compat32 ``SafeMIME*`` classes raise ``BadHeaderError``), so a hostile subject, display name or
+filename can never add a header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass
+from email import encoders
+from email.mime.base import MIMEBase
+from email.utils import parseaddr
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.message import SafeMIMEMultipart
+
+from emails.delivery.text import html_to_text
+from emails.models import Email, EmailAttachment
+
+EMAIL_ID_HEADER = "X-Postman-Email-Id"
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+FALLBACK_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class BuiltMessage:
+    mail_from: str
+    recipients: list[str]
+    message: bytes
+
+
+def message_id_domain() -> str:
+    address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
+    return address.rpartition("@")[2] or "localhost"
+
+
+def make_message_id(email_id: int) -> str:
+    """The Message-ID of email ``email_id``: the same on every attempt, never guessable.
+
+    Being deterministic, a second hand-off of the same email (a crash after the relay's 250)
+    carries the same Message-ID, so receivers and operators can recognise the duplicate. The HMAC
+    makes the ids unforgeable: a Message-ID quoted back to us (a bounce, a complaint) can be
+    checked to be one of ours.
+    """
+    mac = hmac.new(
+        settings.SECRET_KEY.encode(), f"postman-email:message-id:{email_id}".encode(), "sha256"
+    )
+    return f"<{email_id}.{mac.hexdigest()[:16]}@{message_id_domain()}>"
+
+
+def safe_filename(filename: str) -> str:
+    # Control characters could break the header or fool a mail client; path separators could
+    # make a naive client write outside its download folder.
+    cleaned = _CONTROL_CHARS.sub("", filename).replace("/", "_").replace("\\", "_").strip()
+    return cleaned.lstrip(".") or "attachment"
+
+
+def _content_type(attachment: EmailAttachment) -> str:
+    value = (attachment.content_type or "").strip().lower()
+    return value if _CONTENT_TYPE.match(value) else FALLBACK_CONTENT_TYPE
+
+
+def _read(attachment: EmailAttachment) -> bytes:
+    with attachment.file.open("rb") as handle:
+        return handle.read()
+
+
+class _RelatedMessage(EmailMultiAlternatives):
+    """``EmailMultiAlternatives`` that wraps the body in ``multipart/related`` with its inline
+    parts, which is where clients look for ``cid:`` references::
+
+        mixed ─ related ─ alternative ─ text/plain, text/html
+              │         └ inline parts (Content-ID)
+              └ attachments
+    """
+
+    def __init__(self, *args: object, inline_parts: list[MIMEBase], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.inline_parts = inline_parts
+
+    def _create_message(self, msg):  # Django's hook; untyped upstream.
+        body = self._create_alternatives(msg)
+        if self.inline_parts:
+            encoding = self.encoding or settings.DEFAULT_CHARSET
+            related = SafeMIMEMultipart(_subtype="related", encoding=encoding)
+            related.attach(body)
+            for part in self.inline_parts:
+                related.attach(part)
+            body = related
+        return self._create_attachments(body)
+
+
+def _inline_part(attachment: EmailAttachment, content: bytes) -> MIMEBase:
+    maintype, subtype = _content_type(attachment).split("/", 1)
+    part = MIMEBase(maintype, subtype)
+    part.set_payload(content)
+    encoders.encode_base64(part)
+    part.add_header("Content-Disposition", "inline", filename=safe_filename(attachment.filename))
+    # The send API's contract: the body's cid:N names attachment N (zero-based position).
+    part.add_header("Content-ID", f"<{attachment.position}>")
+    return part
+
+
+def build_message(*, email: Email, recipients: list[str]) -> BuiltMessage:
+    """The message for ``email`` and its SMTP envelope (``recipients``: the addresses to send to).
+
+    Bcc addresses are only in the envelope. Cc addresses that were dropped (blacklisted) carry an
+    ``error_code`` on their recipient row and are left out of the header as well.
+    """
+    dropped = {
+        address
+        for address, error in email.recipients.values_list("address", "error_code")
+        if error is not None
+    }
+    inline: list[MIMEBase] = []
+    message = _RelatedMessage(
+        subject=email.subject,
+        body=html_to_text(email.html),
+        from_email=email.sender,
+        to=[email.recipient],
+        cc=[address for address in email.cc if address not in dropped],
+        reply_to=[email.reply_to] if email.reply_to else None,
+        headers={
+            "Message-ID": email.message_id or make_message_id(email.id),
+            EMAIL_ID_HEADER: str(email.id),
+        },
+        inline_parts=inline,
+    )
+    message.attach_alternative(email.html, "text/html")
+    for attachment in email.attachments.all():
+        content = _read(attachment)
+        if attachment.inline:
+            inline.append(_inline_part(attachment, content))
+        else:
+            message.attach(safe_filename(attachment.filename), content, _content_type(attachment))
+    return BuiltMessage(
+        mail_from=parseaddr(email.sender)[1],
+        recipients=list(recipients),
+        message=message.message().as_bytes(linesep="\r\n"),
+    )

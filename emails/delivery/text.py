@@ -1,0 +1,146 @@
+"""Plain-text alternative derived from an email's (already sanitised) HTML body.
+
+A small HTMLParser-based converter rather than html2text, which is GPL. It keeps what a reader
+needs: paragraphs and line breaks, list items, table rows, and links as ``text (url)``.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+# Tags that start and end a block: they become line breaks around their text.
+BLOCK_TAGS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "caption", "dd", "div", "dl", "dt",
+        "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
+        "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table",
+        "tbody", "tfoot", "thead", "tr", "ul",
+    }
+)  # fmt: skip
+PARAGRAPH_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote"})
+# Their content is never text a reader should see.
+SKIPPED_TAGS = frozenset({"script", "style", "head", "title", "template"})
+CELL_TAGS = frozenset({"td", "th"})
+
+# Markers kept out of the text until the end, so that whitespace collapsing cannot eat them. A
+# <br> is one line break each; block edges next to each other make one line break, or a blank
+# line when one of them is a paragraph.
+_BREAK = "\x00"
+_BLOCK = "\x01"
+_PARAGRAPH = "\x02"
+_PRE_SPACE = "\x03"
+_MARKERS = _BREAK + _BLOCK + _PARAGRAPH
+_NO_MARKERS = dict.fromkeys(map(ord, _MARKERS + _PRE_SPACE))
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+        self.pre = 0
+        self.links: list[tuple[str, int]] = []  # (href, index in parts where its text starts)
+        self.lists: list[list[int | None]] = []  # per open list: [next number] or [None] for ul
+        self.row_has_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in SKIPPED_TAGS:
+            self.skipping += 1
+            return
+        attributes = dict(attrs)
+        if tag == "br":
+            self.parts.append(_BREAK)
+        elif tag in ("ul", "ol"):
+            start = attributes.get("start") or "1"
+            number = int(start) if tag == "ol" and start.isdigit() else None
+            self.lists.append([number])
+            self.parts.append(_BLOCK)
+        elif tag == "li":
+            self.parts.append(_BLOCK)
+            self.parts.append(self._bullet())
+        elif tag in BLOCK_TAGS:
+            self.parts.append(_PARAGRAPH if tag in PARAGRAPH_TAGS else _BLOCK)
+            if tag == "tr":
+                self.row_has_cell = False
+            if tag == "pre":
+                self.pre += 1
+        elif tag in CELL_TAGS:
+            if self.row_has_cell:
+                self.parts.append(" ")
+            self.row_has_cell = True
+        elif tag == "a":
+            self.links.append((attributes.get("href") or "", len(self.parts)))
+        elif tag == "img":
+            alt = (attributes.get("alt") or "").strip()
+            if alt:
+                self.parts.append(alt)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in ("br", "img"):
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in SKIPPED_TAGS:
+            self.skipping = max(0, self.skipping - 1)
+            return
+        if tag in ("ul", "ol"):
+            if self.lists:
+                self.lists.pop()
+            self.parts.append(_BLOCK)
+        elif tag in BLOCK_TAGS:
+            self.parts.append(_PARAGRAPH if tag in PARAGRAPH_TAGS else _BLOCK)
+            if tag == "pre":
+                self.pre = max(0, self.pre - 1)
+        elif tag == "a" and self.links:
+            href, start = self.links.pop()
+            self._append_link_target(href, "".join(self.parts[start:]))
+
+    def handle_data(self, data: str) -> None:
+        if self.skipping:
+            return
+        # The body's own control characters must not pass for our markers.
+        data = data.translate(_NO_MARKERS)
+        if self.pre:
+            # Preformatted text keeps its spaces and line breaks: markers survive the collapse.
+            data = data.replace("\r\n", "\n").replace("\n", _BREAK)
+            data = data.replace(" ", _PRE_SPACE).replace("\t", _PRE_SPACE * 4)
+        self.parts.append(data)
+
+    def _bullet(self) -> str:
+        if not self.lists:
+            return "- "
+        current = self.lists[-1]
+        if current[0] is None:
+            return "- "
+        number = current[0]
+        current[0] = number + 1
+        return f"{number}. "
+
+    def _append_link_target(self, href: str, text: str) -> None:
+        href = href.strip()
+        shown = " ".join(text.split())
+        # Inline images and in-page anchors have no address a reader could use.
+        if not href or href.startswith(("cid:", "#")):
+            return
+        target = href.removeprefix("mailto:") if href.startswith("mailto:") else href
+        if shown in (href, target):
+            return
+        self.parts.append(f" ({target})" if shown else target)
+
+
+def html_to_text(html: str) -> str:
+    """Render ``html`` as readable plain text (UTF-8, ``\\n`` line ends, no trailing space)."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    # Source whitespace is insignificant in HTML: collapse it, then turn markers into newlines.
+    text = re.sub(r"[ \t\r\n\f\v]+", " ", text)
+    text = re.sub(rf" *([{_MARKERS}]) *", r"\1", text)
+    text = re.sub(rf"[{_BLOCK}{_PARAGRAPH}]*{_PARAGRAPH}[{_BLOCK}{_PARAGRAPH}]*", "\n\n", text)
+    text = re.sub(rf"{_BLOCK}+", "\n", text)
+    text = text.replace(_BREAK, "\n").replace(_PRE_SPACE, " ")
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return "\n".join(line.rstrip() for line in text.strip("\n ").split("\n"))

@@ -1,0 +1,277 @@
+"""Delivery: the enqueue, the claim, the MIME message and a successful hand-off to the relay."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+
+from emails.delivery.mime import make_message_id
+from emails.models import Email, EmailRecipient, Status
+from emails.services.delivery import DELIVER_TASK, email_enqueue
+from emails.tasks import deliver_email
+from tests.factories import EmailAttachmentFactory, EmailFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def queued_email_ids() -> list[int]:
+    return [
+        q.task["args"][0] for q in OrmQ.objects.order_by("id") if q.task["func"] == DELIVER_TASK
+    ]
+
+
+def test_enqueue_queues_the_email_id_only_when_the_transaction_commits(
+    django_capture_on_commit_callbacks,
+):
+    email = EmailFactory()
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        email_enqueue(email=email)
+        assert queued_email_ids() == []
+
+    assert len(callbacks) == 1
+    assert queued_email_ids() == [email.id]
+
+
+def test_enqueue_queues_nothing_when_the_transaction_rolls_back(
+    django_capture_on_commit_callbacks,
+):
+    email = EmailFactory()
+
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        email_enqueue(email=email)
+        raise RuntimeError("request failed")
+
+    assert callbacks == []
+    assert queued_email_ids() == []
+
+
+def test_it_sends_headers_and_keeps_bcc_in_the_envelope_only(smtp_peer):
+    email = EmailFactory(
+        sender="Housing Board <notify@hdb.gov.sg>",
+        recipient="alice@example.com",
+        reply_to="help@hdb.gov.sg",
+        cc=["carol@example.com"],
+        bcc=["bob@example.com"],
+        subject="Your appointment",
+    )
+
+    deliver_email(email.id)
+
+    [received] = smtp_peer.received
+    assert received.mail_from == "notify@hdb.gov.sg"
+    assert sorted(received.rcpt_tos) == [
+        "alice@example.com",
+        "bob@example.com",
+        "carol@example.com",
+    ]
+    message = received.message
+    assert message["From"] == "Housing Board <notify@hdb.gov.sg>"
+    assert message["To"] == "alice@example.com"
+    assert message["Cc"] == "carol@example.com"
+    assert message["Reply-To"] == "help@hdb.gov.sg"
+    assert message["Subject"] == "Your appointment"
+    assert message["X-Postman-Email-Id"] == str(email.id)
+    assert message["Bcc"] is None
+    assert b"bob@example.com" not in received.raw
+    assert message["Message-ID"] == make_message_id(email.id)
+    assert message["Message-ID"].startswith(f"<{email.id}.")
+    assert message["Message-ID"].endswith("@mail.postman.gov.sg>")
+    email.refresh_from_db()
+    assert email.message_id == message["Message-ID"]
+
+
+def test_it_omits_reply_to_when_the_email_has_none(smtp_peer):
+    email = EmailFactory(reply_to="")
+
+    deliver_email(email.id)
+
+    assert smtp_peer.received[0].message["Reply-To"] is None
+
+
+def test_message_id_is_deterministic_per_email_and_unguessable():
+    assert make_message_id(42) == make_message_id(42)
+    assert make_message_id(42) != make_message_id(43)
+    # The part after the id is a MAC, not something derived from the id alone.
+    assert make_message_id(42).split("@")[0] != "<42"
+
+
+def test_message_id_changes_with_the_secret_key(settings):
+    before = make_message_id(42)
+    settings.SECRET_KEY = "another-secret-key"
+
+    assert make_message_id(42) != before
+
+
+def test_html_part_is_the_sanitised_html_with_a_text_alternative(smtp_peer):
+    html = '<p>Your OTP is <b>123456</b>.</p><p>See <a href="https://go.gov.sg/x">the guide</a></p>'
+    email = EmailFactory(html=html, params={"subject": "OTP", "body": "<script>x</script>" + html})
+
+    deliver_email(email.id)
+
+    message = smtp_peer.received[0].message
+    assert message.get_content_type() == "multipart/alternative"
+    text, rich = message.get_payload()
+    assert text.get_content_type() == "text/plain"
+    assert text.get_content().replace("\r\n", "\n") == (
+        "Your OTP is 123456.\n\nSee the guide (https://go.gov.sg/x)"
+    )
+    assert rich.get_content_type() == "text/html"
+    assert rich.get_content() == html
+
+
+def test_it_attaches_files_with_safe_names_and_inline_parts_with_content_id(smtp_peer, media_root):
+    email = EmailFactory(sender="HDB <notify@hdb.gov.sg>", html='<p><img src="cid:1"></p>')
+    EmailAttachmentFactory(
+        email=email,
+        position=0,
+        filename="report\r\nBcc: x@evil.test.pdf",
+        content_type="application/pdf",
+        content=b"%PDF-1.4 fake",
+    )
+    EmailAttachmentFactory(
+        email=email, position=1, filename="logo.png", content_type="image/png", inline=True,
+        content=b"\x89PNG\r\n\x1a\nfake",
+    )  # fmt: skip
+
+    deliver_email(email.id)
+
+    message = smtp_peer.received[0].message
+    assert message.get_content_type() == "multipart/mixed"
+    related, attachment = message.get_payload()
+    assert attachment.get_filename() == "reportBcc: x@evil.test.pdf"
+    assert attachment.get_content_disposition() == "attachment"
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_content() == b"%PDF-1.4 fake"
+    assert message["Bcc"] is None
+    assert related.get_content_type() == "multipart/related"
+    alternative, image = related.get_payload()
+    assert alternative.get_content_type() == "multipart/alternative"
+    assert image["Content-ID"] == "<1>"
+    assert image.get_content_disposition() == "inline"
+    assert image.get_filename() == "logo.png"
+    assert image.get_content() == b"\x89PNG\r\n\x1a\nfake"
+
+
+def test_it_marks_the_email_and_its_recipients_accepted(smtp_peer):
+    email = EmailFactory(cc=["carol@example.com"], bcc=["bob@example.com"])
+    before = timezone.now()
+
+    deliver_email(email.id)
+
+    email.refresh_from_db()
+    assert email.status == Status.ACCEPTED
+    assert email.error_code is None
+    assert before <= email.accepted_at <= timezone.now()
+    assert email.claimed_until is None
+    assert email.attempts == 1
+    assert email.last_smtp_response == "250 Ok queued as peer-1"
+    assert set(email.recipients.values_list("status", flat=True)) == {Status.ACCEPTED}
+
+
+def test_a_second_task_for_the_same_email_does_nothing(smtp_peer):
+    email = EmailFactory()
+
+    deliver_email(email.id)
+    deliver_email(email.id)
+
+    assert len(smtp_peer.received) == 1
+    email.refresh_from_db()
+    assert email.attempts == 1
+
+
+def test_an_email_claimed_by_another_worker_is_left_alone(smtp_peer):
+    lease = timezone.now() + timedelta(minutes=4)
+    email = EmailFactory(claimed_until=lease, attempts=1)
+
+    deliver_email(email.id)
+
+    assert smtp_peer.received == []
+    email.refresh_from_db()
+    assert (email.status, email.attempts, email.claimed_until) == (Status.UNSENT, 1, lease)
+
+
+def test_an_email_that_failed_before_hand_off_is_never_sent(smtp_peer):
+    email = EmailFactory(error_code="Error 400: Blacklisted recipient")
+
+    deliver_email(email.id)
+
+    assert smtp_peer.received == []
+    assert Email.objects.get(id=email.id).status == Status.UNSENT
+
+
+def test_blacklisted_cc_is_neither_sent_to_nor_named_in_the_header(smtp_peer):
+    email = EmailFactory(cc=["carol@example.com", "blocked@example.com"])
+    EmailRecipient.objects.filter(email=email, address="blocked@example.com").update(
+        error_code="Error 400: Blacklisted recipient"
+    )
+
+    deliver_email(email.id)
+
+    [received] = smtp_peer.received
+    assert "blocked@example.com" not in received.rcpt_tos
+    assert received.message["Cc"] == "carol@example.com"
+    blocked = EmailRecipient.objects.get(email=email, address="blocked@example.com")
+    assert blocked.status == Status.UNSENT
+
+
+def test_it_reuses_one_relay_connection_for_several_emails(smtp_peer):
+    first, second = EmailFactory(), EmailFactory()
+
+    deliver_email(first.id)
+    deliver_email(second.id)
+
+    assert len(smtp_peer.received) == 2
+    assert smtp_peer.connections == 1
+
+
+def test_it_reconnects_when_the_relay_dropped_the_connection(smtp_peer):
+    first, second = EmailFactory(), EmailFactory()
+    deliver_email(first.id)
+    smtp_peer.stop()
+    smtp_peer.start()  # same port, the old connection is gone
+
+    deliver_email(second.id)
+
+    assert [r.message["X-Postman-Email-Id"] for r in smtp_peer.received] == [
+        str(first.id),
+        str(second.id),
+    ]
+    assert smtp_peer.connections == 1
+    assert Email.objects.get(id=second.id).status == Status.ACCEPTED
+
+
+def test_a_test_mode_email_is_never_handed_to_the_relay(smtp_peer):
+    email = EmailFactory(mode="test")
+
+    deliver_email(email.id)
+
+    assert smtp_peer.received == []
+    assert smtp_peer.connections == 0
+    email.refresh_from_db()
+    assert email.status == Status.ACCEPTED
+
+
+def test_a_test_mode_email_to_the_bounce_simulator_bounces(smtp_peer):
+    email = EmailFactory(mode="test", recipient="bounce@simulator.postman.test")
+
+    deliver_email(email.id)
+
+    email.refresh_from_db()
+    assert (email.status, email.error_code) == (Status.BOUNCED, "Hard bounce")
+    assert smtp_peer.received == []
+
+
+def test_the_sweeper_is_scheduled_every_minute():
+    schedule = Schedule.objects.get(name="emails.requeue_stale")
+
+    assert schedule.func == "emails.tasks.requeue_stale"
+    assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
