@@ -1,5 +1,125 @@
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import Throttled
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from emails.api import errors
+from emails.api.errors import ApiError
+from emails.api.parsers import BoundedFormParser, BoundedJSONParser
+from emails.api.send_input import parse_send_input
+from emails.api.serializers import EmailSerializer, ErrorSerializer
+from emails.ratelimit import ratelimit_hit
+from emails.services.send import email_send
+
+# A multipart body larger than this cannot be within the limits (1 MiB body + 10 MiB of files),
+# so it is refused before a byte of it is spooled to disk.
+MAX_MULTIPART_BYTES = 16 * 1024 * 1024
+SEND_SCOPE = "send"
+MAY_NOT_SEND = "This API key may not send email"
+
+_send_fields = {
+    "recipient": serializers.EmailField(),
+    "subject": serializers.CharField(),
+    "body": serializers.CharField(help_text="HTML or text, at most 1 MiB in UTF-8"),
+    "from": serializers.CharField(
+        required=False, help_text="`Name <address>` or `address`; default or verified senders"
+    ),
+    "reply_to": serializers.EmailField(required=False),
+    "cc": serializers.ListField(child=serializers.EmailField(), required=False),
+    "bcc": serializers.ListField(child=serializers.EmailField(), required=False),
+    "classification": serializers.ChoiceField(
+        choices=["URGENT", "FOR_ACTION", "FOR_INFO"], required=False
+    ),
+    "tag": serializers.CharField(required=False, max_length=255),
+    "disable_tracking": serializers.BooleanField(required=False, default=False),
+}
+_error = OpenApiResponse(ErrorSerializer)
 
 
 class EmailSendApi(APIView):
-    pass
+    parser_classes = [BoundedJSONParser, BoundedFormParser, MultiPartParser]
+
+    @extend_schema(
+        operation_id="send_email",
+        summary="Send a transactional email",
+        tags=["Email"],
+        request={
+            "application/json": inline_serializer("SendEmailJson", _send_fields),
+            "application/x-www-form-urlencoded": inline_serializer("SendEmailForm", _send_fields),
+            "multipart/form-data": inline_serializer(
+                "SendEmailMultipart",
+                {
+                    **_send_fields,
+                    "attachments": serializers.ListField(
+                        child=serializers.FileField(), required=False
+                    ),
+                },
+            ),
+        },
+        responses={
+            201: OpenApiResponse(EmailSerializer, description="Recorded and queued (UNSENT)"),
+            400: _error,
+            401: _error,
+            403: _error,
+            413: _error,
+            429: _error,
+        },
+        examples=[
+            OpenApiExample(
+                "OTP",
+                request_only=True,
+                value={
+                    "recipient": "citizen@example.com",
+                    "subject": "Your one-time password",
+                    "body": "<p>Your OTP is <b>123456</b>.</p>",
+                    "tag": "otp",
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        key = request.auth
+        if request.content_type.startswith("multipart/"):
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+            if length > MAX_MULTIPART_BYTES:
+                raise ApiError(
+                    "attachment_limit",
+                    errors.ATTACHMENTS_TOO_LARGE,
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                )
+        try:
+            data, files = request.data, request.FILES
+        except (RequestDataTooBig, SuspiciousOperation):
+            raise ApiError("malformed", errors.MALFORMED)
+        payload = parse_send_input(data, files)
+        email = email_send(api_key=key, payload=payload)
+        return Response(EmailSerializer(email).data, status=HTTPStatus.CREATED)
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        """Authentication, then the send scope, then the rate limit — all before the body is
+        parsed, so that every authenticated request counts, valid or not."""
+        super().initial(request, *args, **kwargs)
+        key = request.auth
+        if SEND_SCOPE not in key.scopes:
+            raise ApiError("unauthorized", MAY_NOT_SEND, HTTPStatus.FORBIDDEN)
+        self.rate_limit = ratelimit_hit(
+            agency_id=key.agency_id, limit=key.agency.rate_limit_per_second
+        )
+        if self.rate_limit and not self.rate_limit.allowed:
+            raise Throttled(wait=self.rate_limit.reset)
+
+    def finalize_response(self, request: Request, response: Response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        rate_limit = getattr(self, "rate_limit", None)
+        if rate_limit:
+            for header, value in rate_limit.headers().items():
+                response[header] = value
+        return response

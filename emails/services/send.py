@@ -1,0 +1,154 @@
+"""The send pipeline after validation (SPEC §4 "Order of checks").
+
+The email is recorded UNSENT first, so that every refused send leaves a row explaining why
+(``error_code``); then the sender, recipient, content and file-type checks run in the reference's
+order, and a clean email is queued for delivery when the transaction commits.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import AgencyDomain
+from apikeys.models import ApiKey
+from emails.addresses import default_from_addresses, default_from_mailbox, domain_of
+from emails.api import errors
+from emails.api.errors import ApiError
+from emails.api.send_input import SendInput
+from emails.attachments import inline_positions, is_allowed_type
+from emails.models import BlacklistEntry, Email, EmailAttachment, EmailRecipient, VerifiedSender
+from emails.sanitise import sanitise_body, sanitise_subject
+from emails.services.delivery import email_enqueue
+
+ERROR_BLACKLISTED = "Error 400: Blacklisted recipient"
+ERROR_EMPTY = "Error 400: Email subject and/or body empty after removing invalid HTML tags"
+ERROR_FILE_TYPE = "Error 400: Unsupported file type"
+ERROR_FROM_NOT_VERIFIED = f"Error 400: {errors.FROM_NOT_VERIFIED}"
+
+
+def _sender_rejection(*, api_key: ApiKey, payload: SendInput) -> tuple[str, ApiError] | None:
+    """None when the from address is the default or verified for the caller's agency."""
+    if payload.sender is None or payload.sender.address in default_from_addresses():
+        return None
+    address = payload.sender.address
+    agency = api_key.agency
+    if VerifiedSender.objects.filter(
+        agency=agency, address=address, verified_at__isnull=False
+    ).exists():
+        return None
+    own_domain = AgencyDomain.objects.filter(agency=agency, domain=domain_of(address)).exists()
+    if own_domain or address == api_key.owner.email:
+        return ERROR_FROM_NOT_VERIFIED, ApiError("invalid_from_address", errors.FROM_NOT_VERIFIED)
+    message = errors.invalid_from_message(default_from_mailbox().address)
+    return f"Error 400: {message}", ApiError("invalid_from_address", message)
+
+
+def _record(
+    *, api_key: ApiKey, payload: SendInput, blacklisted: set[str], subject: str, html: str
+) -> Email:
+    now = timezone.now()
+    email = Email.objects.create(
+        agency_id=api_key.agency_id,
+        api_key=api_key,
+        mode=api_key.mode,
+        sender=str(payload.sender) if payload.sender else settings.DEFAULT_FROM_EMAIL,
+        recipient=payload.recipient,
+        reply_to=payload.reply_to or api_key.owner.email,
+        cc=[address for address in payload.cc if address not in blacklisted],
+        bcc=[address for address in payload.bcc if address not in blacklisted],
+        params=payload.params,
+        attachments_metadata=[a.metadata() for a in payload.attachments] or None,
+        classification=payload.classification,
+        tag=payload.tag,
+        disable_tracking=payload.disable_tracking,
+        subject=subject,
+        html=html,
+        created_at=now,
+        updated_at=now,
+    )
+    rows: dict[str, EmailRecipient] = {}
+    for kind, addresses in (("to", [payload.recipient]), ("cc", payload.cc), ("bcc", payload.bcc)):
+        for address in addresses:
+            # An address given twice (to and cc, or cc and bcc) is one envelope recipient.
+            rows.setdefault(
+                address,
+                EmailRecipient(
+                    email=email,
+                    kind=kind,
+                    address=address,
+                    error_code=ERROR_BLACKLISTED if address in blacklisted else None,
+                    updated_at=now,
+                ),
+            )
+    EmailRecipient.objects.bulk_create(rows.values())
+    return email
+
+
+def _store_attachments(*, email: Email, payload: SendInput) -> None:
+    inline = inline_positions(email.html)
+    for position, attachment in enumerate(payload.attachments):
+        row = EmailAttachment(
+            email=email,
+            position=position,
+            filename=attachment.filename,
+            content_type=attachment.upload.content_type or "application/octet-stream",
+            size=attachment.size,
+            md5=attachment.md5,
+            inline=position in inline,
+        )
+        row.file.save(str(position), attachment.upload, save=False)
+        row.save()
+
+
+def email_send(*, api_key: ApiKey, payload: SendInput) -> Email:
+    """Record the email and queue it, or record why it was refused and raise the API error.
+
+    A refused email is committed (UNSENT with ``error_code``) before the error is raised, so
+    the caller can always look up what happened to every request that got this far."""
+    addresses = [payload.recipient, *payload.cc, *payload.bcc]
+    blacklisted = set(
+        BlacklistEntry.objects.filter(address__in=addresses).values_list("address", flat=True)
+    )
+    subject = sanitise_subject(payload.subject)
+    html = sanitise_body(payload.body)
+
+    with transaction.atomic():
+        email = _record(
+            api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
+        )
+        rejection = _rejection(
+            api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
+        )
+        if rejection:
+            error_code, _ = rejection
+            Email.objects.filter(pk=email.pk).update(error_code=error_code)
+            email.error_code = error_code
+        else:
+            _store_attachments(email=email, payload=payload)
+            email_enqueue(email=email)
+
+    if rejection:
+        raise rejection[1]
+    return email
+
+
+def _rejection(
+    *, api_key: ApiKey, payload: SendInput, blacklisted: set[str], subject: str, html: str
+) -> tuple[str, ApiError] | None:
+    """The first check after recording that refuses the email, in the reference's order."""
+    sender_rejection = _sender_rejection(api_key=api_key, payload=payload)
+    if sender_rejection:
+        return sender_rejection
+    if payload.recipient in blacklisted:
+        return ERROR_BLACKLISTED, ApiError("invalid_template", errors.BLACKLISTED_RECIPIENT)
+    if not subject or not html.strip():
+        return ERROR_EMPTY, ApiError("invalid_template", errors.EMPTY_AFTER_SANITISING)
+    if not all(is_allowed_type(attachment) for attachment in payload.attachments):
+        return ERROR_FILE_TYPE, ApiError(
+            "invalid_template", errors.UNSUPPORTED_FILE_TYPE, HTTPStatus.BAD_REQUEST
+        )
+    return None
