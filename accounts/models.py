@@ -71,3 +71,38 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def is_agency_admin(self) -> bool:
         return self.role == self.Role.ADMIN
+
+
+class AuditEvent(models.Model):
+    """One security-relevant action: who did what to which object, from where, and when."""
+
+    class ActorKind(models.TextChoices):
+        USER = "user", "Agency user"
+        STAFF = "staff", "Service staff"
+        SYSTEM = "system", "System"
+
+    agency = models.ForeignKey(
+        Agency, on_delete=models.CASCADE, null=True, blank=True, related_name="audit_events"
+    )
+    actor = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_events"
+    )
+    actor_kind = models.CharField(max_length=10, choices=ActorKind.choices)
+    # Kept apart from ``actor`` so the trail survives the user's deletion.
+    actor_email = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_repr = models.CharField(max_length=255, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["agency", "-created_at"], name="audit_agency_created"),
+            models.Index(fields=["action", "-created_at"], name="audit_action_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_email or self.actor_kind}"

@@ -29,6 +29,10 @@ class ApiKey(models.Model):
     valid_until = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The key this one was issued to replace (rotation).
+    predecessor = models.OneToOneField(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="successor"
+    )
 
     class Meta:
         verbose_name = "API key"
@@ -40,3 +44,26 @@ class ApiKey(models.Model):
     def is_usable(self, now=None) -> bool:
         now = now or timezone.now()
         return self.revoked_at is None and now < self.valid_until
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if timezone.now() < self.valid_until else "expired"
+
+
+class ApiKeyReminder(models.Model):
+    """An expiry reminder already sent: the unique pair makes each reminder go out once."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="reminders")
+    days_before = models.PositiveSmallIntegerField()
+    email = models.ForeignKey("emails.Email", on_delete=models.SET_NULL, null=True, blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "days_before"], name="reminder_once_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.days_before} days before expiry"
