@@ -190,6 +190,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No call to swagger.io's online validator: the docs must work on a closed network.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/v1",
@@ -197,6 +199,8 @@ SPECTACULAR_SETTINGS = {
 
 # Delivery tuning (see docs/delivery.md).
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
+# How long transient hand-off failures are retried before the email becomes a soft bounce.
+DELIVERY_RETRY_SECONDS = env.int("DELIVERY_RETRY_SECONDS", default=24 * 60 * 60)
 
 # Security. HTTPS_ONLY defaults to on in production; switch it off only on a private network or
 # behind a proxy that terminates TLS without forwarding the scheme.

@@ -1,15 +1,25 @@
 from __future__ import annotations
 
+import hashlib
+
 import factory
+from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from accounts.models import Agency, AgencyDomain, User
-from emails.models import BlacklistEntry, Email, EmailRecipient, VerifiedSender
+from emails.models import (
+    BlacklistEntry,
+    Email,
+    EmailAttachment,
+    EmailRecipient,
+    VerifiedSender,
+)
 
 
 class AgencyFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Agency
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Agency {n}")
 
@@ -70,3 +80,22 @@ class VerifiedSenderFactory(factory.django.DjangoModelFactory):
     agency = factory.SubFactory(AgencyFactory)
     address = factory.Sequence(lambda n: f"sender{n}@example.org")
     verified_at = factory.LazyFunction(timezone.now)
+
+
+class EmailAttachmentFactory(factory.django.DjangoModelFactory):
+    """An attachment of ``email``; pass ``content`` (bytes) and ``position``."""
+
+    class Meta:
+        model = EmailAttachment
+
+    class Params:
+        content = b"attachment content"
+
+    email = factory.SubFactory(EmailFactory)
+    position = 0
+    filename = "report.txt"
+    content_type = "text/plain"
+    inline = False
+    file = factory.LazyAttribute(lambda o: ContentFile(o.content, name=o.filename))
+    size = factory.LazyAttribute(lambda o: len(o.content))
+    md5 = factory.LazyAttribute(lambda o: hashlib.md5(o.content).hexdigest())  # noqa: S324
