@@ -106,3 +106,24 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_email or self.actor_kind}"
+
+
+class LoginCode(models.Model):
+    """A one-time password for the portal, stored hashed, valid for minutes and a few tries."""
+
+    email = models.EmailField()
+    code_hash = models.CharField(max_length=128)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["email", "-created_at"], name="logincode_email"),
+            models.Index(fields=["ip_address", "-created_at"], name="logincode_ip"),
+        ]
+
+    def __str__(self) -> str:
+        return f"login code for {self.email}"

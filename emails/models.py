@@ -184,6 +184,10 @@ class VerifiedSender(models.Model):
     address = models.EmailField(max_length=254, unique=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.address
@@ -198,3 +202,115 @@ class RateLimitWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agency_id}@{self.window}: {self.count}"
+
+
+class EmailEvent(models.Model):
+    """One thing that happened to one recipient of an email, in the order it happened.
+
+    Rows are never updated: a late or duplicate event still gets its row (unless its provider
+    event id was seen before), and the recipient's status only ever moves up (STATUS_RANK)."""
+
+    class Type(models.TextChoices):
+        ACCEPTED = "accepted"
+        SENT = "sent"
+        DELIVERED = "delivered"
+        DELAYED = "delayed"
+        OPENED = "opened"
+        BOUNCED = "bounced"
+        COMPLAINT = "complaint"
+        REJECTED = "rejected"
+        DEFERRED = "deferred"
+
+    email = models.ForeignKey(Email, on_delete=models.CASCADE, related_name="events")
+    recipient = models.ForeignKey(
+        EmailRecipient, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    type = models.CharField(max_length=10, choices=Type.choices)
+    occurred_at = models.DateTimeField()
+    provider_event_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    detail = models.CharField(max_length=1000, blank=True)
+    payload = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["email", "occurred_at"], name="event_email_occurred")]
+
+    def __str__(self) -> str:
+        return f"{self.type} for email {self.email_id}"
+
+
+class Suppression(models.Model):
+    """An address one agency will not send to (its own list, beside the global blacklist)."""
+
+    class Source(models.TextChoices):
+        COMPLAINT = "complaint", "Complaint"
+        ADMIN = "admin", "Agency admin"
+        IMPORT = "import", "CSV import"
+
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="suppressions")
+    address = models.EmailField(max_length=254)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agency", "address"], name="suppression_unique")
+        ]
+        indexes = [models.Index(fields=["agency", "-created_at"], name="suppression_agency")]
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class SenderDomain(models.Model):
+    """A domain an agency sends from, proven by DNS (ownership TXT + DKIM key)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        VERIFIED = "verified", "Verified"
+        FAILING = "failing", "Failing (grace period)"
+        SUSPENDED = "suspended", "Suspended"
+
+    class Check(models.TextChoices):
+        UNCHECKED = "unchecked", "Not checked yet"
+        VERIFIED = "verified", "Verified"
+        MISSING = "missing", "Missing"
+        WRONG = "wrong", "Wrong value"
+
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="sender_domains")
+    domain = models.CharField(max_length=253)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    ownership_token = models.CharField(max_length=64)
+    dkim_selector = models.CharField(max_length=63)
+    # PEM; never shown in the portal or admin, never logged.
+    dkim_private_key = models.TextField()
+    dkim_public_key = models.TextField()
+    ownership_check = models.CharField(max_length=10, choices=Check.choices, default="unchecked")
+    dkim_check = models.CharField(max_length=10, choices=Check.choices, default="unchecked")
+    spf_check = models.CharField(max_length=10, choices=Check.choices, default="unchecked")
+    dmarc_check = models.CharField(max_length=10, choices=Check.choices, default="unchecked")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agency", "domain"], name="sender_domain_per_agency"),
+            # At most one agency holds a domain as verified (or in its grace period).
+            models.UniqueConstraint(
+                fields=["domain"],
+                name="sender_domain_one_owner",
+                condition=models.Q(status__in=["verified", "failing"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.domain

@@ -11,6 +11,13 @@ urlpatterns = [
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="swagger-ui"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("t/", include("emails.tracking_urls")),
+    path("keys/", include("apikeys.urls")),
+    path("emails/", include("emails.urls")),
+    path("senders/", include("emails.senders_urls")),
+    path("suppressions/", include("emails.suppressions_urls")),
+    # Last: the portal's root pages (dashboard, login, members, audit log).
+    path("", include("accounts.urls")),
 ]
 
 handler404 = api_or_html_404

@@ -1,0 +1,1 @@
+"""Django admin for sender domains and addresses (imported by emails/admin.py)."""
