@@ -61,3 +61,15 @@ def outsider_api(db) -> KeyedClient:
 @pytest.fixture
 def keyed_client_for():
     return _keyed_client
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings, tmp_path):
+    """Attachments written by any test go under its own directory, never the developer's var/."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+    }
