@@ -90,6 +90,20 @@ class Email(models.Model):
                 name="email_pending",
                 condition=models.Q(status="UNSENT", error_code__isnull=True),
             ),
+            # Staff's admin, across agencies (docs/staff-and-suppressions.md). Its lists are in id
+            # order, never created_at order: an index ordered by created_at but not led by the
+            # agency could tempt the planner away from the agency indexes above for a tenant's
+            # `ORDER BY created_at LIMIT n`. pattern_ops makes `LIKE 'x%'` indexable under any
+            # collation.
+            models.Index(fields=["status", "-id"], name="email_status_id"),
+            models.Index(
+                fields=["tag", "-id"], name="email_tag_id", condition=models.Q(tag__isnull=False)
+            ),
+            models.Index(
+                fields=["recipient"], name="email_recipient", opclasses=["varchar_pattern_ops"]
+            ),
+            # The date filter's range; one column, so never a tenant list's (created_at, id) order.
+            models.Index(fields=["created_at"], name="email_created_at"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -286,7 +300,7 @@ class SenderDomain(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     ownership_token = models.CharField(max_length=64)
     dkim_selector = models.CharField(max_length=63)
-    # PEM; never shown in the portal or admin, never logged.
+    # PEM encrypted with Fernet (emails/dkim.py); never shown in the portal or admin, never logged.
     dkim_private_key = models.TextField()
     dkim_public_key = models.TextField()
     ownership_check = models.CharField(max_length=10, choices=Check.choices, default="unchecked")

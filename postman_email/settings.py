@@ -46,6 +46,13 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Postman <info@mail.p
 DEFAULT_FROM_ALIASES = env.list("DEFAULT_FROM_ALIASES", default=["donotreply@mail.postman.gov.sg"])
 SIGNUP_DOMAINS = env.list("SIGNUP_DOMAINS", default=[".gov.sg"])
 CALLBACK_SECRET = env.str("CALLBACK_SECRET", default="")
+# Sender domains (docs/senders.md): the resolver for DNS checks ("host" or "host:port"; empty:
+# /etc/resolv.conf), the SPF include agencies publish, and the keys that encrypt DKIM private
+# keys at rest (empty: derived from SECRET_KEY and SECRET_KEY_FALLBACKS).
+DNS_NAMESERVERS = env.list("DNS_NAMESERVERS", default=[])
+DNS_TIMEOUT = env.float("DNS_TIMEOUT", default=5.0)
+SPF_INCLUDE = env.str("SPF_INCLUDE", default="_spf.mail.postman.gov.sg")
+DKIM_KEY_ENCRYPTION_KEYS = env.list("DKIM_KEY_ENCRYPTION_KEYS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -73,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "postman_email.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "postman_email.urls"
@@ -105,7 +113,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # One "SELECT 1" per request before a reused connection (docs/performance.md has its cost);
+    # it turns a connection lost to a database restart into a reconnect instead of a 500.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -120,16 +130,21 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+WORKER_TASK_TIMEOUT = env.int("WORKER_TASK_TIMEOUT", default=90)
 Q_CLUSTER = {
-    "name": "postman",
+    # Clusters with the same name share one queue (on Redis: one list per name and database).
+    "name": env.str("Q_CLUSTER_NAME", default="postman"),
     "workers": env.int("WORKER_CONCURRENCY", default=2),
-    "timeout": 90,
+    "timeout": WORKER_TASK_TIMEOUT,
     # Longer than the timeout: a task is handed out again only when its worker is gone.
-    "retry": 120,
+    "retry": WORKER_TASK_TIMEOUT + 30,
     "max_attempts": 1,
     "ack_failures": True,
     "catch_up": False,
-    "save_limit": 1000,
+    # Successful task results are not stored: an email's outcome lives on its own row, and with
+    # a limit django-q2 re-reads up to that many stored results for every task it finishes, which
+    # doubled the worker's CPU per email (docs/performance.md). Failed tasks are still stored.
+    "save_limit": -1,
     "label": "Worker",
 }
 if REDIS_URL:
@@ -201,6 +216,21 @@ SPECTACULAR_SETTINGS = {
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 # How long transient hand-off failures are retried before the email becomes a soft bounce.
 DELIVERY_RETRY_SECONDS = env.int("DELIVERY_RETRY_SECONDS", default=24 * 60 * 60)
+# The first retry delay; each further one doubles it (with jitter), up to an hour.
+DELIVERY_RETRY_BASE_SECONDS = env.int("DELIVERY_RETRY_BASE_SECONDS", default=60)
+if DELIVERY_LEASE_SECONDS <= WORKER_TASK_TIMEOUT:
+    # A lease that can end while its task still runs would let a second worker send the email.
+    raise ImproperlyConfigured("DELIVERY_LEASE_SECONDS must be longer than WORKER_TASK_TIMEOUT")
+
+# Provider callbacks: Amazon SES events through SNS (docs/callbacks.md). The signing certificate
+# and the subscription confirmation are fetched only from https URLs whose host matches this.
+SNS_CERT_HOST_PATTERN = env.str(
+    "SNS_CERT_HOST_PATTERN", default=r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+)
+# A CA bundle (PEM file) to trust for those fetches instead of the system's; empty = the system's.
+SNS_CERT_CA_BUNDLE = env.str("SNS_CERT_CA_BUNDLE", default="")
+# The SNS topics allowed to post callbacks; empty = any topic (Basic auth still applies).
+SNS_TOPIC_ARNS = env.list("SNS_TOPIC_ARNS", default=[])
 
 # Security. HTTPS_ONLY defaults to on in production; switch it off only on a private network or
 # behind a proxy that terminates TLS without forwarding the scheme.
@@ -215,6 +245,11 @@ SECURE_HSTS_PRELOAD = HTTPS_ONLY
 SESSION_COOKIE_SECURE = HTTPS_ONLY
 CSRF_COOKIE_SECURE = HTTPS_ONLY
 SESSION_COOKIE_HTTPONLY = True
+# Portal sessions last a working day; a login code is cheap to ask for again.
+SESSION_COOKIE_AGE = 12 * 60 * 60
+# Per-IP login throttling reads the client address from X-Forwarded-For (its last entry, the one
+# the proxy in front added) only when that proxy is trusted to set it; else REMOTE_ADDR.
+TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Strict"
 SECURE_CONTENT_TYPE_NOSNIFF = True
