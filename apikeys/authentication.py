@@ -10,11 +10,13 @@ from apikeys.models import ApiKey
 from apikeys.services import KEY_SHAPE, apikey_digest
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+AGENCY_SUSPENDED = "Agency is suspended"
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer <key>``. ``request.user`` is the key's owner and ``request.auth``
-    the ApiKey (with its agency loaded). Costs one query, plus at most one write a minute."""
+    the ApiKey (with its agency loaded). Costs one query, plus at most one write a minute.
+    A suspended agency's keys get 403 ``Agency is suspended`` (checked on the loaded agency)."""
 
     keyword = "bearer"
 
@@ -28,10 +30,19 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed()
 
         digest = apikey_digest(plaintext)
-        key = ApiKey.objects.select_related("agency", "owner").filter(digest=digest).first()
+        try:
+            # get() rather than first(): the digest is unique, and first() would make the
+            # query (and its compilation, a good part of this method's CPU) sort by id.
+            key = ApiKey.objects.select_related("agency", "owner").get(digest=digest)
+        except ApiKey.DoesNotExist:
+            key = None
         now = timezone.now()
         if key is None or not hmac.compare_digest(key.digest, digest) or not key.is_usable(now):
             raise exceptions.AuthenticationFailed()
+        if not key.agency.is_active:
+            # Staff suspended the agency: the key is genuine, so 403 rather than 401, and the
+            # message says why (the exception handler renders it as code "unauthorized").
+            raise exceptions.PermissionDenied(AGENCY_SUSPENDED)
 
         if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)

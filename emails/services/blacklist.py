@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import IO
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from accounts.addresses import normalise_address
 from accounts.audit import Actor, audit_record
 from accounts.models import User
+from emails.csv_addresses import (
+    ALREADY_BLACKLISTED,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_ROWS,
+    ImportReport,
+    chunked,
+    csv_lines,
+    parse_addresses,
+    split_existing,
+)
 from emails.models import BlacklistEntry
+
+EXPORT_HEADER = ("address", "source", "reason", "created_at", "created_by")
+# An import's audit event lists what it added; beyond this only the count is kept.
+AUDITED_ADDRESSES = 1000
 
 
 @transaction.atomic
@@ -22,7 +38,10 @@ def blacklist_add(
     actor: Actor | None = None,
 ) -> tuple[BlacklistEntry, bool]:
     """Blacklist ``address`` (lowercased). Returns ``(entry, created)``; an address already on
-    the list keeps its original entry (source, reason and date), so adding is idempotent."""
+    the list keeps its original entry (source, reason and date), so adding is idempotent.
+    ``created_by`` defaults to the acting user (a staff member in the admin)."""
+    if created_by is None and actor is not None:
+        created_by = actor.user
     entry, created = BlacklistEntry.objects.get_or_create(
         address=normalise_address(address),
         defaults={"reason": reason.strip()[:500], "source": source, "created_by": created_by},
@@ -33,24 +52,107 @@ def blacklist_add(
             action="blacklist.added",
             agency=None,
             target=entry,
-            details={"source": entry.source, "reason": entry.reason},
+            details={"address": entry.address, "source": entry.source, "reason": entry.reason},
         )
     return entry, created
 
 
 @transaction.atomic
-def blacklist_remove(*, address: str, actor: Actor | None = None) -> bool:
-    """Take ``address`` off the blacklist. Returns whether it was on it."""
+def blacklist_remove(*, address: str, reason: str = "", actor: Actor | None = None) -> bool:
+    """Take ``address`` off the blacklist. Returns whether it was on it. The audit event keeps
+    what the entry said (source, reason, date), since the row is gone."""
     address = normalise_address(address)
-    deleted, _ = BlacklistEntry.objects.filter(address=address).delete()
-    if deleted:
-        audit_record(
-            actor=actor or Actor.system(),
-            action="blacklist.removed",
-            agency=None,
-            details={"address": address},
+    entry = BlacklistEntry.objects.select_for_update().filter(address=address).first()
+    if entry is None:
+        return False
+    audit_record(
+        actor=actor or Actor.system(),
+        action="blacklist.removed",
+        agency=None,
+        target=entry,
+        details={
+            "address": address,
+            "reason": reason.strip()[:500],
+            "source": entry.source,
+            "added_reason": entry.reason,
+            "added_at": entry.created_at.isoformat(),
+        },
+    )
+    entry.delete()
+    return True
+
+
+@transaction.atomic
+def blacklist_import_csv(
+    *,
+    file: IO[bytes] | IO[str] | bytes | str,
+    reason: str = "",
+    actor: Actor | None = None,
+    max_bytes: int | None = MAX_UPLOAD_BYTES,
+    max_rows: int | None = MAX_UPLOAD_ROWS,
+) -> ImportReport:
+    """Blacklist every valid address of a CSV file (``emails.csv_addresses`` describes the
+    format) and report each row that was not: malformed, duplicate in the file, or already
+    blacklisted. A ``reason`` column in the file wins over ``reason`` for its row.
+
+    ``CsvFileError`` when the file as a whole is unreadable; nothing is written then."""
+    actor = actor or Actor.system()
+    parsed = parse_addresses(file, max_bytes=max_bytes, max_rows=max_rows)
+    existing: set[str] = set()
+    for chunk in chunked([row.address for row in parsed.rows]):
+        existing.update(
+            BlacklistEntry.objects.filter(address__in=chunk).values_list("address", flat=True)
         )
-    return deleted > 0
+    new, rejected = split_existing(parsed, existing=existing, reason=ALREADY_BLACKLISTED)
+    reason = reason.strip()[:500]
+    created_by = actor.user if actor.user is not None else None
+    # ignore_conflicts: an address blacklisted concurrently (a hard bounce) since the lookup
+    # above is simply already there, and keeps its own source.
+    BlacklistEntry.objects.bulk_create(
+        [
+            BlacklistEntry(
+                address=row.address,
+                source=BlacklistEntry.Source.STAFF,
+                reason=row.reason or reason,
+                created_by=created_by,
+            )
+            for row in new
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    report = ImportReport(added=[row.address for row in new], rejected=rejected)
+    if report.rows:
+        audit_record(
+            actor=actor,
+            action="blacklist.imported",
+            agency=None,
+            details={
+                "reason": reason,
+                "added": len(report.added),
+                "rejected": len(report.rejected),
+                "addresses": report.added[:AUDITED_ADDRESSES],
+            },
+        )
+    return report
+
+
+def blacklist_export_csv(*, entries: QuerySet[BlacklistEntry] | None = None) -> Iterator[str]:
+    """The blacklist (or ``entries`` of it) as CSV lines; the import reads this format back."""
+    if entries is None:
+        entries = BlacklistEntry.objects.all()
+    rows = (
+        entries.order_by("address")
+        .values_list("address", "source", "reason", "created_at", "created_by__email")
+        .iterator(chunk_size=2000)
+    )
+    return csv_lines(
+        EXPORT_HEADER,
+        (
+            (address, source, reason, created_at.isoformat(), created_by or "")
+            for address, source, reason, created_at, created_by in rows
+        ),
+    )
 
 
 def blacklist_addresses() -> Iterator[str]:

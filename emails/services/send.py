@@ -13,16 +13,17 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AgencyDomain
 from apikeys.models import ApiKey
-from emails.addresses import default_from_addresses, default_from_mailbox, domain_of
+from emails.addresses import default_from_addresses, default_from_mailbox
 from emails.api import errors
 from emails.api.errors import ApiError
 from emails.api.send_input import SendInput
 from emails.attachments import inline_positions, is_allowed_type
-from emails.models import BlacklistEntry, Email, EmailAttachment, EmailRecipient, VerifiedSender
+from emails.models import Email, EmailAttachment, EmailRecipient
 from emails.sanitise import sanitise_body, sanitise_subject
+from emails.sender_selectors import from_address_standing
 from emails.services.delivery import email_enqueue
+from emails.services.suppressions import blocked_addresses
 
 ERROR_BLACKLISTED = "Error 400: Blacklisted recipient"
 ERROR_EMPTY = "Error 400: Email subject and/or body empty after removing invalid HTML tags"
@@ -35,13 +36,12 @@ def _sender_rejection(*, api_key: ApiKey, payload: SendInput) -> tuple[str, ApiE
     if payload.sender is None or payload.sender.address in default_from_addresses():
         return None
     address = payload.sender.address
-    agency = api_key.agency
-    if VerifiedSender.objects.filter(
-        agency=agency, address=address, verified_at__isnull=False
-    ).exists():
+    # Verified addresses, verified sender domains and the agency's own domains: one query
+    # (issue 6, docs/senders.md).
+    standing = from_address_standing(agency_id=api_key.agency_id, address=address)
+    if standing.allowed:
         return None
-    own_domain = AgencyDomain.objects.filter(agency=agency, domain=domain_of(address)).exists()
-    if own_domain or address == api_key.owner.email:
+    if standing.own_domain or address == api_key.owner.email:
         return ERROR_FROM_NOT_VERIFIED, ApiError("invalid_from_address", errors.FROM_NOT_VERIFIED)
     message = errors.invalid_from_message(default_from_mailbox().address)
     return f"Error 400: {message}", ApiError("invalid_from_address", message)
@@ -110,9 +110,8 @@ def email_send(*, api_key: ApiKey, payload: SendInput) -> Email:
     A refused email is committed (UNSENT with ``error_code``) before the error is raised, so
     the caller can always look up what happened to every request that got this far."""
     addresses = [payload.recipient, *payload.cc, *payload.bcc]
-    blacklisted = set(
-        BlacklistEntry.objects.filter(address__in=addresses).values_list("address", flat=True)
-    )
+    # The global blacklist and the agency's own suppression list, refused alike (one query).
+    blacklisted = blocked_addresses(agency_id=api_key.agency_id, addresses=addresses)
     subject = sanitise_subject(payload.subject)
     html = sanitise_body(payload.body)
 

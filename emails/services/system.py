@@ -22,7 +22,10 @@ def email_send_system(
 ) -> Email | None:
     """Queue a system email to ``to`` (the first address as recipient, the others in cc).
 
-    Blacklisted addresses are left out; None when no address is left."""
+    Blacklisted addresses are left out; None when no address is left. The agency's own
+    suppression list is deliberately not applied: it lists recipients of the agency's mail, and
+    these are the service's mail to the agency's people (a login code must reach an admin even
+    if a colleague suppressed their address). docs/staff-and-suppressions.md."""
     blacklisted = set(
         BlacklistEntry.objects.filter(address__in=to).values_list("address", flat=True)
     )

@@ -89,10 +89,94 @@ def test_it_refuses_a_bad_command_line(args):
 
 def test_adding_and_removing_are_audited():
     blacklist("add", "someone@example.com", "--reason", "asked to stop")
-    blacklist("remove", "someone@example.com")
+    blacklist("remove", "someone@example.com", "--reason", "asked to start again")
 
-    events = list(AuditEvent.objects.order_by("id").values_list("action", "agency", "details"))
-    assert events == [
-        ("blacklist.added", None, {"source": "staff", "reason": "asked to stop"}),
-        ("blacklist.removed", None, {"address": "someone@example.com"}),
+    added, removed = AuditEvent.objects.order_by("id")
+    assert (added.action, added.agency, added.actor_kind) == ("blacklist.added", None, "system")
+    assert added.details == {
+        "address": "someone@example.com",
+        "source": "staff",
+        "reason": "asked to stop",
+    }
+    assert (removed.action, removed.agency) == ("blacklist.removed", None)
+    assert removed.details["address"] == "someone@example.com"
+    assert removed.details["reason"] == "asked to start again"
+    assert removed.details["added_reason"] == "asked to stop"
+
+
+# --- import and export ------------------------------------------------------------------------
+
+
+def test_import_adds_each_valid_row_and_reports_the_others(tmp_path):
+    BlacklistEntryFactory(address="listed@example.com")
+    path = tmp_path / "list.csv"
+    path.write_text("A@Example.com\nlisted@example.com\na@example.COM\nb@example.org\n")
+
+    lines = blacklist("import", str(path), "--reason", "helpdesk ticket")
+
+    assert sorted(BlacklistEntry.objects.values_list("address", "reason")) == [
+        ("a@example.com", "helpdesk ticket"),
+        ("b@example.org", "helpdesk ticket"),
+        ("listed@example.com", ""),
+    ]
+    assert lines == [
+        "line 2: listed@example.com: already blacklisted",
+        "line 3: a@example.com: duplicate of line 1",
+        "Added 2 of 4 rows; 2 not added.",
+    ]
+    event = AuditEvent.objects.get(action="blacklist.imported")
+    assert (event.actor_kind, event.details["added"]) == ("system", 2)
+
+
+def test_importing_the_same_file_again_succeeds(tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text("a@example.com\n")
+    blacklist("import", str(path))
+
+    lines = blacklist("import", str(path))
+
+    assert lines[-1] == "Added 0 of 1 rows; 1 not added."
+
+
+def test_import_fails_when_a_row_is_malformed_but_keeps_the_good_rows(tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text("a@example.com\nnot an address\n")
+    out = StringIO()
+
+    with pytest.raises(CommandError, match="1 rows are not valid email addresses"):
+        call_command("blacklist", "import", str(path), stdout=out)
+
+    assert "line 2: not an address: not a valid email address" in out.getvalue()
+    assert list(BlacklistEntry.objects.values_list("address", flat=True)) == ["a@example.com"]
+
+
+def test_import_of_a_missing_file_fails(tmp_path):
+    with pytest.raises(CommandError, match="cannot read"):
+        blacklist("import", str(tmp_path / "nope.csv"))
+
+
+def test_export_writes_csv_to_stdout_and_to_a_file(tmp_path):
+    BlacklistEntryFactory(address="b@example.com", source="hard_bounce", reason="550")
+    BlacklistEntryFactory(address="a@example.com")
+
+    lines = blacklist("export")
+    blacklist("export", str(tmp_path / "out.csv"))
+
+    assert lines[0] == "address,source,reason,created_at,created_by"
+    assert [line.split(",")[:3] for line in lines[1:]] == [
+        ["a@example.com", "staff", ""],
+        ["b@example.com", "hard_bounce", "550"],
+    ]
+    assert (tmp_path / "out.csv").read_text().splitlines() == lines
+
+
+def test_an_export_imports_back_into_an_empty_blacklist(tmp_path):
+    BlacklistEntryFactory(address="a@example.com", reason="why not")
+    blacklist("export", str(tmp_path / "out.csv"))
+    BlacklistEntry.objects.all().delete()
+
+    blacklist("import", str(tmp_path / "out.csv"))
+
+    assert list(BlacklistEntry.objects.values_list("address", "reason")) == [
+        ("a@example.com", "why not")
     ]

@@ -1,0 +1,171 @@
+"""An agency's suppression list: addresses that agency's emails are never sent to (SPEC §5).
+
+Beside the global blacklist (staff's, for every agency), each agency keeps its own list: filled
+automatically on complaint and by its admins in the portal, one address or a CSV at a time.
+The send API refuses a suppressed recipient exactly like a blacklisted one (``blocked_addresses``).
+Every change is audited under the agency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from django.db import transaction
+
+from accounts.addresses import normalise_address
+from accounts.audit import Actor, audit_record
+from accounts.models import Agency
+from emails.csv_addresses import (
+    ALREADY_SUPPRESSED,
+    ImportReport,
+    chunked,
+    csv_lines,
+    parse_addresses,
+    split_existing,
+)
+from emails.models import BlacklistEntry, Suppression
+
+EXPORT_HEADER = ("address", "source", "reason", "created_at", "created_by")
+# An import's audit event lists what it added; beyond this only the count is kept.
+AUDITED_ADDRESSES = 1000
+
+
+def blocked_addresses(*, agency_id: int, addresses: Iterable[str]) -> set[str]:
+    """The ``addresses`` that must not be sent to by this agency: on the global blacklist or on
+    the agency's suppression list. One query (a UNION of two index lookups)."""
+    addresses = list(addresses)
+    if not addresses:
+        return set()
+    blacklisted = BlacklistEntry.objects.filter(address__in=addresses).values_list("address")
+    suppressed = Suppression.objects.filter(agency_id=agency_id, address__in=addresses)
+    return {address for (address,) in blacklisted.union(suppressed.values_list("address"))}
+
+
+def _actor_user(actor: Actor):
+    return actor.user if actor.user is not None and actor.user.is_authenticated else None
+
+
+@transaction.atomic
+def suppression_add(
+    *, agency: Agency, address: str, reason: str, source: str, actor: Actor
+) -> tuple[Suppression, bool]:
+    """Suppress ``address`` (lowercased; ``ValidationError`` when malformed) for ``agency``.
+
+    Returns ``(entry, created)``. An address already suppressed keeps its first entry (source,
+    reason, date), so adding is idempotent and a complaint is never hidden by a later re-add."""
+    entry, created = Suppression.objects.get_or_create(
+        agency=agency,
+        address=normalise_address(address),
+        defaults={
+            "source": source,
+            "reason": reason.strip()[:500],
+            "created_by": _actor_user(actor),
+        },
+    )
+    if created:
+        audit_record(
+            actor=actor,
+            action="suppression.added",
+            agency=agency,
+            target=entry,
+            details={"address": entry.address, "source": entry.source, "reason": entry.reason},
+        )
+    return entry, created
+
+
+@transaction.atomic
+def suppression_remove(*, agency: Agency, address: str, reason: str, actor: Actor) -> bool:
+    """Take ``address`` off the agency's list; the next send to it goes out. Returns whether it
+    was suppressed. The audit event keeps what the entry said, since the row is gone."""
+    entry = (
+        Suppression.objects.select_for_update()
+        .filter(agency=agency, address=normalise_address(address))
+        .first()
+    )
+    if entry is None:
+        return False
+    audit_record(
+        actor=actor,
+        action="suppression.removed",
+        agency=agency,
+        target=entry,
+        details={
+            "address": entry.address,
+            "reason": reason.strip()[:500],
+            "source": entry.source,
+            "added_reason": entry.reason,
+            "added_at": entry.created_at.isoformat(),
+        },
+    )
+    entry.delete()
+    return True
+
+
+@transaction.atomic
+def suppressions_import_csv(
+    *, agency: Agency, file: IO[bytes] | IO[str] | bytes | str, actor: Actor, reason: str = ""
+) -> ImportReport:
+    """Suppress every valid address of a CSV file (``emails.csv_addresses`` describes the
+    format) and report each row that was not: malformed, duplicate in the file, or already
+    suppressed. A ``reason`` column in the file wins over ``reason`` for its row.
+
+    ``CsvFileError`` when the file as a whole is unreadable; nothing is written then."""
+    parsed = parse_addresses(file)
+    existing: set[str] = set()
+    for chunk in chunked([row.address for row in parsed.rows]):
+        existing.update(
+            Suppression.objects.filter(agency=agency, address__in=chunk).values_list(
+                "address", flat=True
+            )
+        )
+    new, rejected = split_existing(parsed, existing=existing, reason=ALREADY_SUPPRESSED)
+    reason = reason.strip()[:500]
+    created_by = _actor_user(actor)
+    # ignore_conflicts: an address suppressed by a concurrent request since the lookup above is
+    # simply already there, which is what the importer wants.
+    Suppression.objects.bulk_create(
+        [
+            Suppression(
+                agency=agency,
+                address=row.address,
+                source=Suppression.Source.IMPORT,
+                reason=row.reason or reason,
+                created_by=created_by,
+            )
+            for row in new
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    report = ImportReport(added=[row.address for row in new], rejected=rejected)
+    if report.rows:
+        audit_record(
+            actor=actor,
+            action="suppression.imported",
+            agency=agency,
+            details={
+                "reason": reason,
+                "added": len(report.added),
+                "rejected": len(report.rejected),
+                "addresses": report.added[:AUDITED_ADDRESSES],
+            },
+        )
+    return report
+
+
+def suppressions_export_csv(*, agency: Agency) -> Iterator[str]:
+    """The agency's whole list as CSV lines (the import reads this format back)."""
+    rows = (
+        Suppression.objects.filter(agency=agency)
+        .order_by("address")
+        .values_list("address", "source", "reason", "created_at", "created_by__email")
+        .iterator(chunk_size=2000)
+    )
+    return csv_lines(
+        EXPORT_HEADER,
+        (
+            (address, source, reason, created_at.isoformat(), created_by or "")
+            for address, source, reason, created_at, created_by in rows
+        ),
+    )

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+
+
+@pytest.fixture
+def staff(db) -> User:
+    return User.objects.create_superuser("sam.staff@postman.gov.sg", "correct horse battery")
+
+
+@pytest.fixture
+def staff_client(staff) -> Client:
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def limited_staff(db) -> User:
+    """A staff member with no model permissions at all (not a superuser)."""
+    return User.objects.create_user("lee.staff@postman.gov.sg", "pw", is_staff=True)
+
+
+@pytest.fixture
+def relay(settings):
+    """A real SMTP peer as the relay, which can be told to refuse a recipient."""
+    from emails.delivery import smtp
+    from tests.smtp_peer import SmtpPeer
+
+    peer = SmtpPeer()
+    peer.start()
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", peer.port
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    smtp.close_connection()
+    yield peer
+    smtp.close_connection()
+    peer.stop()
