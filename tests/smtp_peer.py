@@ -2,15 +2,22 @@
 
 It answers like a relay and can be told to refuse: ``rcpt_replies`` per address (``"550 5.1.1
 No such user"``, ``"451 4.3.0 Try again"``), ``mail_reply`` / ``data_reply`` for the whole
-transaction, or ``stop()`` to be down (connection refused).
+transaction, or ``stop()`` to be down (connection refused). ``accepted_reply`` replaces the 250
+to DATA (e.g. Amazon SES's ``"250 Ok <message id>"``) and ``data_delay`` delays it (a message
+is recorded after the delay, before the reply). ``on_rcpt`` and ``on_data`` are called from
+the server's thread when a RCPT or a complete DATA arrives (before the reply), for tests that
+need something to happen mid-transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -32,6 +39,8 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    # time.monotonic() when the message was complete (before the reply to DATA was sent).
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def message(self) -> EmailMessage:
@@ -44,6 +53,11 @@ class PeerHandler:
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     mail_reply: str | None = None
     data_reply: str | None = None
+    accepted_reply: str | None = None
+    # Seconds between receiving a message and answering DATA, without blocking other sessions.
+    data_delay: float = 0
+    on_rcpt: Callable[[str], None] | None = None
+    on_data: Callable[[], None] | None = None
     connections: int = 0
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -54,14 +68,20 @@ class PeerHandler:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.on_rcpt is not None:
+            self.on_rcpt(address)
         if address.lower() in self.rcpt_replies:
             return self.rcpt_replies[address.lower()]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.on_data is not None:
+            self.on_data()
         if self.data_reply:
             return self.data_reply
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         self.received.append(
             Received(
                 mail_from=envelope.mail_from,
@@ -69,7 +89,7 @@ class PeerHandler:
                 raw=envelope.original_content,
             )
         )
-        return f"250 Ok queued as peer-{len(self.received)}"
+        return self.accepted_reply or f"250 Ok queued as peer-{len(self.received)}"
 
 
 class _CountingSMTP(SMTP):

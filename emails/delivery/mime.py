@@ -20,6 +20,7 @@ from django.core.mail.message import SafeMIMEMultipart
 
 from emails.delivery.text import html_to_text
 from emails.models import Email, EmailAttachment
+from emails.tracking import with_open_pixel
 
 EMAIL_ID_HEADER = "X-Postman-Email-Id"
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -109,7 +110,8 @@ def _inline_part(attachment: EmailAttachment, content: bytes) -> MIMEBase:
 def build_message(*, email: Email, recipients: list[str]) -> BuiltMessage:
     """The message for ``email`` and its SMTP envelope (``recipients``: the addresses to send to).
 
-    Bcc addresses are only in the envelope. Cc addresses that were dropped (blacklisted) carry an
+    The HTML part carries the open-tracking pixel unless ``email.disable_tracking``. Bcc
+    addresses are only in the envelope. Cc addresses that were dropped (blacklisted) carry an
     ``error_code`` on their recipient row and are left out of the header as well.
     """
     dropped = {
@@ -131,7 +133,10 @@ def build_message(*, email: Email, recipients: list[str]) -> BuiltMessage:
         },
         inline_parts=inline,
     )
-    message.attach_alternative(email.html, "text/html")
+    # The text part is derived from the HTML without the pixel; the pixel goes only into the
+    # HTML part, unless the client turned tracking off for this email.
+    html = email.html if email.disable_tracking else with_open_pixel(email.html, email_id=email.id)
+    message.attach_alternative(html, "text/html")
     for attachment in email.attachments.all():
         content = _read(attachment)
         if attachment.inline:

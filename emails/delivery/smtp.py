@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -60,6 +61,10 @@ class HandoffError(Exception):
 
 class TransientError(HandoffError):
     """Connection trouble, a timeout or a 4xx for the whole transaction: try again later."""
+
+
+class Aborted(HandoffError):
+    """The caller asked to stop (the worker is shutting down) before the message was sent."""
 
 
 class PermanentError(HandoffError):
@@ -152,7 +157,11 @@ def _refuse(connection: smtplib.SMTP, reply: Reply) -> HandoffError:
 
 
 def _transaction(
-    connection: smtplib.SMTP, mail_from: str, recipients: list[str], message: bytes
+    connection: smtplib.SMTP,
+    mail_from: str,
+    recipients: list[str],
+    message: bytes,
+    abort: Callable[[], bool],
 ) -> Handoff:
     reply = Reply.of(*connection.mail(mail_from, _mail_options(connection, message)))
     if reply.code != 250:
@@ -168,6 +177,10 @@ def _transaction(
     if not accepted:
         _reset(connection)
         return Handoff(accepted=[], refused=refused)
+    # The last moment to back out: until DATA ends, the relay has taken nothing.
+    if abort():
+        _reset(connection)
+        raise Aborted("stopped before DATA")
     try:
         reply = Reply.of(*connection.data(message))
     except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
@@ -177,8 +190,21 @@ def _transaction(
     return Handoff(accepted=accepted, refused=refused, reply=reply)
 
 
-def send(*, mail_from: str, recipients: list[str], message: bytes) -> Handoff:
+def _never() -> bool:
+    return False
+
+
+def send(
+    *,
+    mail_from: str,
+    recipients: list[str],
+    message: bytes,
+    abort: Callable[[], bool] = _never,
+) -> Handoff:
     """Hand ``message`` to the relay for ``recipients``.
+
+    ``abort`` is asked right before DATA, the point of no return; if it says yes, the
+    transaction is reset, ``Aborted`` raised, and the relay has taken nothing.
 
     Returns the accepted and the refused recipients with their replies. Raises
     ``PermanentError`` when the relay refuses the message itself (5xx to MAIL FROM or DATA) and
@@ -187,7 +213,7 @@ def send(*, mail_from: str, recipients: list[str], message: bytes) -> Handoff:
     """
     try:
         connection = get_connection()
-        return _transaction(connection, mail_from, recipients, message)
+        return _transaction(connection, mail_from, recipients, message, abort)
     except HandoffError:
         raise
     except smtplib.SMTPResponseException as exc:

@@ -1,56 +1,60 @@
-"""Delivery of emails to the SMTP relay: enqueueing, claiming, hand-off and status transitions.
+"""Delivery of emails to the SMTP relay: enqueueing, claiming, hand-off and recording the outcome.
 
 The email row is the queue record (see docs/delivery.md). A task carries only the email id; the
 worker claims the row with a conditional UPDATE that sets a lease (``claimed_until``), so a
 duplicate task or a second worker does nothing. While an email waits for a retry, the same column
 holds the time of the next attempt, and the periodic sweeper re-enqueues it then.
+
+Every outcome is an event (``emails.services.events.event_record``): ACCEPTED per recipient the
+relay took, BOUNCED per refused recipient, DEFERRED per recipient of a failed attempt that will
+be retried. The event service moves the statuses; this module only adds what is particular to the
+hand-off: the lease, the last relay reply, retries and the blacklist.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import BadHeaderError
-from django.db import transaction
-from django.db.models import Case, DateTimeField, F, Q, Value, When
-from django.db.models.functions import Coalesce
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from accounts.audit import Actor
 from apikeys.models import ApiKey
 from emails.delivery import smtp
 from emails.delivery.mime import build_message, make_message_id
-from emails.models import STATUS_RANK, BlacklistEntry, Email, EmailRecipient, Status
+from emails.delivery.shutdown import sigterm_deferred
+from emails.dkim import dkim_sign_built
+from emails.models import BlacklistEntry, Email, EmailEvent, EmailRecipient, Status
+from emails.services.blacklist import blacklist_add
+from emails.services.events import HARD_BOUNCE, SOFT_BOUNCE, event_record
+from emails.services.simulator import email_simulate
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["HARD_BOUNCE", "SOFT_BOUNCE"]
+
 DELIVER_TASK = "emails.tasks.deliver_email"
-HARD_BOUNCE = "Hard bounce"
-SOFT_BOUNCE = "Soft bounce"
 RETRY_WINDOW_OVER = "Not delivered within the retry window"
-# Exponential backoff between attempts: 1, 2, 4 ... minutes, never more than an hour apart.
-RETRY_BASE_SECONDS = 60
+# Exponential backoff between attempts: 1, 2, 4 ... minutes (DELIVERY_RETRY_BASE_SECONDS),
+# never more than an hour apart.
 RETRY_MAX_DELAY_SECONDS = 60 * 60
 # A task is enqueued on commit; an email still unclaimed this long after it was recorded lost its
 # task (a broker outage between commit and enqueue) or the workers are behind.
 UNCLAIMED_GRACE_SECONDS = 60
 SWEEP_BATCH = 1000
-# Test-mode emails never reach the relay; these primary recipients simulate a failure.
-SIMULATOR_DOMAIN = "simulator.postman.test"
+# Amazon SES's SMTP interface answers DATA with "250 Ok <SES message id>"; that id is what its
+# event notifications carry as ``mail.messageId``.
+_SES_REPLY = re.compile(r"^250 Ok (?P<id>[0-9a-f]{16}(?:-[0-9a-f]{4,12}){5}-[0-9]{6})$")
 
-_SUB_TYPE_MAX = Email._meta.get_field("error_sub_type").max_length
-
-
-def _below(status: str) -> list[str]:
-    return [other for other, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
-
-
-def _raised_to(status: str) -> Case:
-    """The status column raised to ``status``, or left alone if it is already higher or equal."""
-    return Case(When(status__in=_below(status), then=Value(status)), default=F("status"))
+EventType = EmailEvent.Type
 
 
 def _pending() -> Q:
@@ -93,56 +97,52 @@ def email_claim(*, email_id: int, now: datetime) -> Email | None:
     return Email.objects.get(id=email_id)
 
 
-def email_mark_accepted(*, email: Email, reply: str, at: datetime) -> None:
-    """The relay took the email for its primary recipient (SMTP 250)."""
+def email_release(*, email: Email) -> None:
+    """Give a claimed email back untried (the worker is stopping): another worker takes it now.
+
+    The attempt did not happen, so it does not count; the lease is cleared only if it is still
+    ours, and a new task is queued at once rather than waiting for the sweeper.
+    """
+    released = Email.objects.filter(
+        _pending(), id=email.id, claimed_until=email.claimed_until
+    ).update(claimed_until=None, attempts=F("attempts") - 1)
+    if released:
+        logger.info("Email %s: released untried, the worker is stopping", email.id)
+        email_enqueue(email=email)
+
+
+def _finish(*, email: Email, reply: str) -> None:
+    """Keep the relay's last reply and end the lease, unless the email still waits for a retry.
+
+    The lease is kept on an email that is still pending: clearing it would let the sweeper send
+    it again at once.
+    """
     Email.objects.filter(id=email.id).update(
-        status=_raised_to(Status.ACCEPTED),
-        # A late record still keeps its timestamp, even if a provider event got here first.
-        accepted_at=Coalesce(F("accepted_at"), Value(at, output_field=DateTimeField())),
-        claimed_until=None,
         last_smtp_response=reply,
-        updated_at=at,
+        claimed_until=Case(When(_pending(), then=F("claimed_until")), default=None),
     )
 
 
-def email_mark_bounced(*, email: Email, error_code: str, error_sub_type: str, at: datetime) -> None:
-    """The email failed for its primary recipient (``Hard bounce`` or ``Soft bounce``)."""
-    Email.objects.filter(id=email.id, status__in=_below(Status.BOUNCED)).update(
-        status=Status.BOUNCED,
-        error_code=error_code,
-        error_sub_type=error_sub_type[:_SUB_TYPE_MAX],
-        claimed_until=None,
-        last_smtp_response=error_sub_type,
-        updated_at=at,
-    )
-
-
-def recipients_mark_accepted(*, email: Email, addresses: list[str], at: datetime) -> None:
-    EmailRecipient.objects.filter(email=email, address__in=addresses).update(
-        status=_raised_to(Status.ACCEPTED), updated_at=at
-    )
-
-
-def recipients_mark_bounced(
-    *, email: Email, addresses: list[str], error_code: str, error_sub_type: str, at: datetime
-) -> None:
-    EmailRecipient.objects.filter(
-        email=email, address__in=addresses, status__in=_below(Status.BOUNCED)
-    ).update(
-        status=Status.BOUNCED,
-        error_code=error_code,
-        error_sub_type=error_sub_type[:_SUB_TYPE_MAX],
-        updated_at=at,
-    )
+def _remember_provider_message_id(*, email: Email, reply: str) -> None:
+    match = _SES_REPLY.match(reply)
+    if match is None:
+        return
+    try:
+        with transaction.atomic():
+            Email.objects.filter(id=email.id, provider_message_id__isnull=True).update(
+                provider_message_id=match["id"]
+            )
+    except IntegrityError:
+        # Another email already has it: never let bookkeeping fail a hand-off that happened.
+        logger.warning("Email %s: provider message id %s is taken", email.id, match["id"])
 
 
 def blacklist_add_hard_bounce(*, address: str, reply: str) -> None:
-    BlacklistEntry.objects.get_or_create(
-        address=address.lower(),
-        defaults={
-            "source": BlacklistEntry.Source.HARD_BOUNCE,
-            "reason": f"Hard bounce: {reply}"[:500],
-        },
+    blacklist_add(
+        address=address,
+        reason=f"Hard bounce: {reply}",
+        source=BlacklistEntry.Source.HARD_BOUNCE,
+        actor=Actor.system(),
     )
 
 
@@ -152,7 +152,8 @@ def retry_delay(*, attempt: int) -> timedelta:
     "Equal jitter": half the exponential delay plus a random part of the other half, so that
     emails that failed together (a relay outage) do not all come back in the same minute.
     """
-    delay = min(RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0), RETRY_MAX_DELAY_SECONDS)
+    base = settings.DELIVERY_RETRY_BASE_SECONDS
+    delay = min(base * 2 ** max(attempt - 1, 0), RETRY_MAX_DELAY_SECONDS)
     return timedelta(seconds=delay / 2 + random.uniform(0, delay / 2))
 
 
@@ -162,21 +163,48 @@ def _retry_deadline(email: Email) -> datetime:
 
 @transaction.atomic
 def email_bounce(
-    *, email: Email, recipients: list[str], error_code: str, reason: str, at: datetime
+    *,
+    email: Email,
+    recipients: list[EmailRecipient],
+    error_code: str,
+    reason: str,
+    at: datetime,
 ) -> None:
-    """Bounce the email and the given (still pending) recipients with one reason."""
-    recipients_mark_bounced(
-        email=email, addresses=recipients, error_code=error_code, error_sub_type=reason, at=at
-    )
-    email_mark_bounced(email=email, error_code=error_code, error_sub_type=reason, at=at)
+    """Bounce the given (still pending) recipients, and so the email, with one reason."""
+    for recipient in recipients:
+        event_record(
+            email=email,
+            recipient=recipient,
+            type=EventType.BOUNCED,
+            occurred_at=at,
+            detail=reason,
+            error_code=error_code,
+            error_sub_type=reason,
+        )
+    if not any(recipient.kind == EmailRecipient.Kind.TO for recipient in recipients):
+        # The email follows its primary recipient; without it here, bounce the email itself.
+        event_record(
+            email=email,
+            recipient=None,
+            type=EventType.BOUNCED,
+            occurred_at=at,
+            detail=reason,
+            error_code=error_code,
+            error_sub_type=reason,
+        )
+    _finish(email=email, reply=reason)
 
 
-def email_defer(*, email: Email, recipients: list[str], reason: str, now: datetime) -> None:
+@transaction.atomic
+def email_defer(
+    *, email: Email, recipients: list[EmailRecipient], reason: str, now: datetime
+) -> None:
     """A transient failure: retry later, or give up with a soft bounce once the window is over.
 
     Until then the email stays UNSENT with no error_code (the API contract for "queued") and
-    carries the failure in ``last_smtp_response``. The next attempt time is stored as the lease,
-    so no task can claim the email before it, and the sweeper re-enqueues it after.
+    carries the failure in ``last_smtp_response`` and a DEFERRED event per recipient. The next
+    attempt time is stored as the lease, so no task can claim the email before it, and the
+    sweeper re-enqueues it after.
     """
     deadline = _retry_deadline(email)
     if now >= deadline:
@@ -185,6 +213,14 @@ def email_defer(*, email: Email, recipients: list[str], reason: str, now: dateti
         )
         return
     retry_at = min(now + retry_delay(attempt=email.attempts), deadline)
+    for recipient in recipients:
+        event_record(
+            email=email,
+            recipient=recipient,
+            type=EventType.DEFERRED,
+            occurred_at=now,
+            detail=f"{reason} (retry at {retry_at.isoformat()})",
+        )
     Email.objects.filter(_pending(), id=email.id).update(
         claimed_until=retry_at, last_smtp_response=reason
     )
@@ -193,83 +229,95 @@ def email_defer(*, email: Email, recipients: list[str], reason: str, now: dateti
 
 @transaction.atomic
 def email_record_handoff(
-    *, email: Email, primary: str, handoff: smtp.Handoff, now: datetime
+    *, email: Email, recipients: list[EmailRecipient], handoff: smtp.Handoff, now: datetime
 ) -> None:
     """Record the relay's per-recipient answer.
 
     The email follows its primary recipient. A refused cc/bcc gets its own error: 5xx is a hard
-    bounce (and joins the blacklist); a 4xx is retried with the primary if the primary is retried
-    too, and is a soft bounce otherwise, since a cc is never sent on its own.
+    bounce (and joins the blacklist, like a refused primary); a 4xx is retried with the primary
+    if the primary is retried too, and is a soft bounce otherwise, since a cc is never sent on
+    its own.
     """
-    if handoff.accepted:
-        recipients_mark_accepted(email=email, addresses=handoff.accepted, at=now)
+    by_address = {recipient.address: recipient for recipient in recipients}
+    primary = next(r for r in recipients if r.kind == EmailRecipient.Kind.TO)
+    reply = str(handoff.reply) if handoff.reply else ""
+    for address in handoff.accepted:
+        event_record(
+            email=email,
+            recipient=by_address[address],
+            type=EventType.ACCEPTED,
+            occurred_at=now,
+            detail=reply,
+        )
     transient: dict[str, smtp.Reply] = {}
-    for address, reply in handoff.refused.items():
-        if reply.permanent:
-            recipients_mark_bounced(
+    for address, refusal in handoff.refused.items():
+        if refusal.permanent:
+            event_record(
                 email=email,
-                addresses=[address],
+                recipient=by_address[address],
+                type=EventType.BOUNCED,
+                occurred_at=now,
+                detail=str(refusal),
                 error_code=HARD_BOUNCE,
-                error_sub_type=str(reply),
-                at=now,
+                error_sub_type=str(refusal),
             )
-            blacklist_add_hard_bounce(address=address, reply=str(reply))
+            blacklist_add_hard_bounce(address=address, reply=str(refusal))
         else:
-            transient[address] = reply
+            transient[address] = refusal
 
-    if primary in transient:
+    if primary.address in transient:
         email_defer(
-            email=email, recipients=list(transient), reason=str(transient[primary]), now=now
+            email=email,
+            recipients=[by_address[address] for address in transient],
+            reason=str(transient[primary.address]),
+            now=now,
         )
         return
-    for address, reply in transient.items():
-        recipients_mark_bounced(
+    for address, refusal in transient.items():
+        event_record(
             email=email,
-            addresses=[address],
+            recipient=by_address[address],
+            type=EventType.BOUNCED,
+            occurred_at=now,
+            detail=str(refusal),
             error_code=SOFT_BOUNCE,
-            error_sub_type=str(reply),
-            at=now,
+            error_sub_type=str(refusal),
         )
-    if primary in handoff.accepted:
-        email_mark_accepted(email=email, reply=str(handoff.reply), at=now)
+    if primary.address in handoff.accepted:
+        _remember_provider_message_id(email=email, reply=reply)
+        _finish(email=email, reply=reply)
     else:
-        email_mark_bounced(
-            email=email,
-            error_code=HARD_BOUNCE,
-            error_sub_type=str(handoff.refused[primary]),
-            at=now,
-        )
-
-
-def _simulate(*, email: Email, recipients: list[str], now: datetime) -> None:
-    """Test mode: the lifecycle without the relay, steered by the primary recipient."""
-    local_part, _, domain = email.recipient.partition("@")
-    if domain == SIMULATOR_DOMAIN and local_part in ("bounce", "softbounce"):
-        code = HARD_BOUNCE if local_part == "bounce" else SOFT_BOUNCE
-        email_bounce(
-            email=email, recipients=recipients, error_code=code, reason="Simulated", at=now
-        )
-        return
-    with transaction.atomic():
-        recipients_mark_accepted(email=email, addresses=recipients, at=now)
-        email_mark_accepted(email=email, reply="250 Simulated (test mode)", at=now)
+        _finish(email=email, reply=str(handoff.refused[primary.address]))
 
 
 def email_deliver(*, email_id: int) -> None:
-    """Hand one email to the relay: the body of the ``deliver_email`` task."""
-    now = timezone.now()
-    email = email_claim(email_id=email_id, now=now)
-    if email is None:
-        logger.debug("Email %s: not pending or claimed elsewhere, nothing to do", email_id)
-        return
-    recipients = list(
-        email.recipients.filter(status=Status.UNSENT, error_code__isnull=True)
-        .order_by("id")
-        .values_list("address", flat=True)
-    )
-    if email.mode == ApiKey.Mode.TEST:
-        _simulate(email=email, recipients=recipients, now=now)
-        return
+    """Hand one email to the relay: the body of the ``deliver_email`` task.
+
+    A SIGTERM that arrives meanwhile waits until the email is handed off and recorded, or, if it
+    comes before the relay took anything, until the claim is released (``shutdown.py``).
+    """
+    with sigterm_deferred() as stopping:
+        now = timezone.now()
+        email = email_claim(email_id=email_id, now=now)
+        if email is None:
+            logger.debug("Email %s: not pending or claimed elsewhere, nothing to do", email_id)
+            return
+        recipients = list(
+            email.recipients.filter(status=Status.UNSENT, error_code__isnull=True).order_by("id")
+        )
+        if email.mode == ApiKey.Mode.TEST:
+            email_simulate(email=email, recipients=recipients, now=now)
+            return
+        _deliver_claimed(email=email, recipients=recipients, now=now, stopping=stopping)
+
+
+def _deliver_claimed(
+    *,
+    email: Email,
+    recipients: list[EmailRecipient],
+    now: datetime,
+    stopping: Callable[[], bool],
+) -> None:
     lease = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     if email.attempts > 1 and now > _retry_deadline(email) + lease:
         # The last scheduled attempt would have been claimed long ago: the earlier attempts
@@ -279,7 +327,7 @@ def email_deliver(*, email_id: int) -> None:
             email=email, recipients=recipients, error_code=SOFT_BOUNCE, reason=reason, at=now
         )
         return
-    if email.recipient not in recipients:
+    if not any(recipient.kind == EmailRecipient.Kind.TO for recipient in recipients):
         # Cannot happen for a row the send API recorded; never loop on one that breaks the rule.
         logger.error("Email %s: primary recipient is not pending", email.id)
         reason = "No deliverable primary recipient"
@@ -289,10 +337,19 @@ def email_deliver(*, email_id: int) -> None:
         return
 
     try:
-        built = build_message(email=email, recipients=recipients)
+        built = build_message(email=email, recipients=[r.address for r in recipients])
+        # Signed last, so nothing changes a signed header or the body afterwards.
+        built = dkim_sign_built(email=email, built=built)
+        if stopping():
+            raise smtp.Aborted("stopped before connecting")
         handoff = smtp.send(
-            mail_from=built.mail_from, recipients=built.recipients, message=built.message
+            mail_from=built.mail_from,
+            recipients=built.recipients,
+            message=built.message,
+            abort=stopping,
         )
+    except smtp.Aborted:
+        email_release(email=email)
     except smtp.PermanentError as exc:
         # The relay refused the message itself (sender or content), not an address: no blacklist.
         email_bounce(
@@ -313,7 +370,7 @@ def email_deliver(*, email_id: int) -> None:
         logger.exception("Email %s: could not build the message", email.id)
         email_defer(email=email, recipients=recipients, reason=f"Build failed: {exc}", now=now)
     else:
-        email_record_handoff(email=email, primary=email.recipient, handoff=handoff, now=now)
+        email_record_handoff(email=email, recipients=recipients, handoff=handoff, now=now)
         logger.info(
             "Email %s: handed off to %d recipient(s): %s",
             email.id,

@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from emails.delivery import smtp
+from tests.emails.dns_server import DnsServer
+from tests.queue import purge_queue
 from tests.smtp_peer import SmtpPeer
 
 
@@ -26,6 +28,12 @@ def smtp_peer(settings):
 
 
 @pytest.fixture
+def empty_queue():
+    """django-q2's queue emptied before the test (with Redis it outlives the test database)."""
+    purge_queue()
+
+
+@pytest.fixture
 def media_root(settings, tmp_path):
     """Attachments stored under the test's own directory, never the developer's var/."""
     settings.STORAGES = {
@@ -36,3 +44,15 @@ def media_root(settings, tmp_path):
         },
     }
     return tmp_path / "media"
+
+
+@pytest.fixture
+def dns_server(settings):
+    """A running local DNS server (tests/emails/dns_server.py) that the sender domain checks use;
+    add records with ``dns_server.add_txt(name, value)`` or ``dns_server.publish(records)``."""
+    server = DnsServer()
+    server.start()
+    settings.DNS_NAMESERVERS = [server.address]
+    settings.DNS_TIMEOUT = 1.0
+    yield server
+    server.stop()

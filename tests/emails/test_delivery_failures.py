@@ -7,25 +7,18 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.utils import timezone
-from django_q.models import OrmQ
 
-from emails.models import BlacklistEntry, Email, EmailRecipient, Status
+from emails.models import BlacklistEntry, Email, EmailEvent, EmailRecipient, Status
 from emails.services.delivery import (
-    DELIVER_TASK,
-    email_mark_accepted,
     emails_requeue_stale,
     retry_delay,
 )
+from emails.services.events import event_record
 from emails.tasks import deliver_email, requeue_stale
 from tests.factories import EmailAttachmentFactory, EmailFactory
+from tests.queue import queued_email_ids
 
-pytestmark = pytest.mark.django_db
-
-
-def queued_email_ids() -> list[int]:
-    return [
-        q.task["args"][0] for q in OrmQ.objects.order_by("id") if q.task["func"] == DELIVER_TASK
-    ]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
 
 
 def recipient(email: Email, address: str) -> EmailRecipient:
@@ -227,7 +220,13 @@ def test_status_never_moves_backwards_when_acceptance_is_recorded_late():
     email = EmailFactory(status=Status.DELIVERED, delivered_at=delivered_at)
     at = timezone.now()
 
-    email_mark_accepted(email=email, reply="250 Ok", at=at)
+    event_record(
+        email=email,
+        recipient=email.recipients.get(kind="to"),
+        type=EmailEvent.Type.ACCEPTED,
+        occurred_at=at,
+        detail="250 Ok",
+    )
 
     email.refresh_from_db()
     assert email.status == Status.DELIVERED

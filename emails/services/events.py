@@ -1,0 +1,197 @@
+"""Delivery events: one EmailEvent row per thing that happened to a recipient, and the statuses
+and timestamps those events move (SPEC §4 "Status model").
+
+Every writer of delivery status (the worker, the test-mode simulator, the open pixel, Amazon SES
+callbacks) goes through ``event_record``, so the rules live in one place:
+
+- The event row is inserted first. A ``provider_event_id`` seen before makes the whole call a
+  no-op (returns None): providers deliver at least once, and a retried callback must not move
+  anything twice.
+- The recipient's status only moves up (``STATUS_RANK``). A late or lower event still gets its row
+  and, for the primary recipient, its timestamp on the email, but never lowers the status.
+- The email mirrors its primary recipient: status, ``error_code`` and ``error_sub_type`` follow the
+  primary's events, and so do ``accepted_at``, ``sent_at``, ``delivered_at`` and ``opened_at``
+  (each the earliest such event, so ``opened_at`` is the first open whatever order events arrive).
+
+Each change is one conditional UPDATE evaluated by the database, never a read-modify-write in
+Python, so two workers recording events for the same email at once cannot undo each other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Case, CharField, DateTimeField, F, Q, Value, When
+from django.db.models.functions import Coalesce, Least
+from django.utils import timezone
+
+from emails.models import STATUS_RANK, Email, EmailEvent, EmailRecipient, Status
+
+HARD_BOUNCE = "Hard bounce"
+SOFT_BOUNCE = "Soft bounce"
+
+EventType = EmailEvent.Type
+
+# The status an event raises its recipient to; None for events that only go into the history.
+EVENT_STATUS: dict[str, str | None] = {
+    EventType.ACCEPTED: Status.ACCEPTED,
+    EventType.SENT: Status.SENT,
+    EventType.DELIVERED: Status.DELIVERED,
+    EventType.OPENED: Status.OPENED,
+    EventType.BOUNCED: Status.BOUNCED,
+    # The provider refused to send the message at all (Amazon SES "Reject", e.g. a virus).
+    EventType.REJECTED: Status.BOUNCED,
+    EventType.COMPLAINT: Status.COMPLAINT,
+    # A relay 4xx or connection failure before hand-off (the worker retries) ...
+    EventType.DEFERRED: None,
+    # ... and a provider's "still trying" after hand-off (Amazon SES "DeliveryDelay").
+    EventType.DELAYED: None,
+}
+# Statuses that carry an error_code (the bounce type, or the complaint's feedback type).
+_ERROR_STATUSES = {Status.BOUNCED, Status.COMPLAINT}
+
+EMAIL_TIMESTAMP: dict[str, str] = {
+    EventType.ACCEPTED: "accepted_at",
+    EventType.SENT: "sent_at",
+    EventType.DELIVERED: "delivered_at",
+    EventType.OPENED: "opened_at",
+}
+
+_DETAIL_MAX = EmailEvent._meta.get_field("detail").max_length
+_ERROR_CODE_MAX = Email._meta.get_field("error_code").max_length
+_SUB_TYPE_MAX = Email._meta.get_field("error_sub_type").max_length
+
+
+def statuses_below(status: str) -> list[str]:
+    return [other for other, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+
+
+def _truncate(value: str | None, limit: int | None) -> str | None:
+    return value[:limit] if value is not None and limit else value
+
+
+@transaction.atomic
+def event_record(
+    *,
+    email: Email,
+    recipient: EmailRecipient | None,
+    type: str,
+    occurred_at: datetime,
+    provider_event_id: str | None = None,
+    detail: str = "",
+    payload: dict | None = None,
+    error_code: str | None = None,
+    error_sub_type: str | None = None,
+) -> EmailEvent | None:
+    """Record that ``type`` happened to ``recipient`` of ``email`` at ``occurred_at``.
+
+    ``recipient`` None is an email-level event (something about the message, not one address);
+    it moves the email itself. ``error_code`` is required for bounces (``Hard bounce`` or
+    ``Soft bounce``) and complaints (the feedback type). Returns the new event, or None when
+    ``provider_event_id`` was recorded before (nothing changes then).
+    """
+    status = EVENT_STATUS[type]
+    if status in _ERROR_STATUSES and not error_code:
+        raise ValueError(f"a {type} event needs an error_code")
+    if status not in _ERROR_STATUSES:
+        error_code = error_sub_type = None
+    error_code = _truncate(error_code, _ERROR_CODE_MAX)
+    error_sub_type = _truncate(error_sub_type, _SUB_TYPE_MAX)
+
+    try:
+        # A savepoint: a duplicate must not poison the caller's transaction.
+        with transaction.atomic():
+            event = EmailEvent.objects.create(
+                email=email,
+                recipient=recipient,
+                type=type,
+                occurred_at=occurred_at,
+                provider_event_id=provider_event_id,
+                detail=(detail or "")[:_DETAIL_MAX],
+                payload=payload,
+            )
+    except IntegrityError:
+        # The unique index on provider_event_id settles concurrent duplicates too: the second
+        # insert waits for the first transaction and then fails here.
+        if (
+            provider_event_id
+            and EmailEvent.objects.filter(provider_event_id=provider_event_id).exists()
+        ):
+            return None
+        raise
+
+    now = timezone.now()
+    if recipient is not None and status is not None:
+        EmailRecipient.objects.filter(id=recipient.id, status__in=statuses_below(status)).update(
+            status=status, error_code=error_code, error_sub_type=error_sub_type, updated_at=now
+        )
+    if recipient is None or recipient.kind == EmailRecipient.Kind.TO:
+        _email_follow(
+            email=email,
+            type=type,
+            status=status,
+            occurred_at=occurred_at,
+            error_code=error_code,
+            error_sub_type=error_sub_type,
+            now=now,
+        )
+    return event
+
+
+def _email_follow(
+    *,
+    email: Email,
+    type: str,
+    status: str | None,
+    occurred_at: datetime,
+    error_code: str | None,
+    error_sub_type: str | None,
+    now: datetime,
+) -> None:
+    """Move the email after an event of its primary recipient: one UPDATE, decided in SQL."""
+    changes: dict[str, object] = {"updated_at": now}
+    if status is not None:
+        raises = Q(status__in=statuses_below(status))
+        changes["status"] = Case(When(raises, then=Value(status)), default=F("status"))
+        for field, value in (("error_code", error_code), ("error_sub_type", error_sub_type)):
+            changes[field] = Case(
+                When(raises, then=Value(value, output_field=CharField())), default=F(field)
+            )
+    field = EMAIL_TIMESTAMP.get(type)
+    if field is not None:
+        at = Value(occurred_at, output_field=DateTimeField())
+        # The earliest such event, whatever order they arrive in (LEAST of NULL and a value is
+        # NULL on SQLite, hence the COALESCE).
+        changes[field] = Least(Coalesce(F(field), at), at)
+    Email.objects.filter(id=email.id).update(**changes)
+
+
+# Opens after this many are not recorded: status and opened_at cannot change any more, and a
+# token fetched in a loop (a scanner, a reload-happy client) must not grow the table forever.
+MAX_OPEN_EVENTS = 20
+
+
+def email_open_record(*, email_id: int, at: datetime, user_agent: str = "") -> EmailEvent | None:
+    """An open-tracking pixel of ``email_id`` was fetched (the token was checked by the caller).
+
+    Attributed to the primary recipient: one message goes to all recipients, so the pixel cannot
+    say which of them opened it, and the email's status is the primary's. The client's IP address
+    is not kept (personal data that nobody asked for); the user agent is, so an operator can tell
+    a person from an image proxy or a security scanner. Returns None for an unknown email and
+    when the email already has ``MAX_OPEN_EVENTS`` opens.
+    """
+    email = Email.objects.filter(id=email_id).first()
+    if email is None:
+        return None
+    opens = EmailEvent.objects.filter(email=email, type=EventType.OPENED)
+    if opens[:MAX_OPEN_EVENTS].count() >= MAX_OPEN_EVENTS:
+        return None
+    return event_record(
+        email=email,
+        recipient=email.recipients.filter(kind=EmailRecipient.Kind.TO).first(),
+        type=EventType.OPENED,
+        occurred_at=at,
+        detail="Open-tracking pixel fetched",
+        payload={"user_agent": user_agent[:500]} if user_agent else None,
+    )

@@ -1,0 +1,39 @@
+"""What is waiting in django-q2's queue, whichever broker the settings chose (ORM or Redis).
+
+The delivery tests run once with the ORM broker and once with ``REDIS_URL`` set (CI); both
+brokers are read without taking anything off the queue.
+"""
+
+from __future__ import annotations
+
+from django_q.brokers import get_broker
+from django_q.brokers.orm import ORM
+from django_q.brokers.redis_broker import Redis
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+from emails.services.delivery import DELIVER_TASK
+
+
+def queued_tasks() -> list[dict]:
+    broker = get_broker()
+    if isinstance(broker, ORM):
+        packages = list(
+            OrmQ.objects.filter(key=broker.list_key)
+            .order_by("id")
+            .values_list("payload", flat=True)
+        )
+    elif isinstance(broker, Redis):
+        packages = broker.connection.lrange(broker.list_key, 0, -1)
+    else:
+        raise NotImplementedError(type(broker).__name__)
+    return [SignedPackage.loads(package) for package in packages]
+
+
+def queued_email_ids() -> list[int]:
+    return [task["args"][0] for task in queued_tasks() if task["func"] == DELIVER_TASK]
+
+
+def purge_queue() -> None:
+    """Empty the queue. Needed with Redis only: it is not rolled back with the test database."""
+    get_broker().purge_queue()
