@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.addresses import domain_of, normalise_address
@@ -99,3 +100,162 @@ def agency_set_rate_limit(*, agency: Agency, per_second: int, actor: Actor | Non
         details={"from": previous, "to": per_second},
     )
     return agency
+
+
+# ---------------------------------------------------------------------------------------------
+# Members (portal). Admins invite, change roles and remove; an agency always keeps an admin.
+
+
+class MemberError(ValueError):
+    """A refused member change; the message is shown to the admin as it is."""
+
+
+LAST_ADMIN = "An agency needs at least one admin: make someone else admin first."
+ALREADY_MEMBER = "{email} is already a member of your agency."
+OTHER_AGENCY = (
+    "{email} already has a Postman Email account in another agency. Service staff can move it."
+)
+NOT_A_SIGNUP_ADDRESS = "Only {domains} addresses can log in to the portal."
+
+
+def _lock_agency(agency: Agency) -> None:
+    # Role changes and removals of one agency are serialised on its row, so two admins demoting
+    # each other at the same moment cannot leave the agency without an admin.
+    Agency.objects.select_for_update().filter(pk=agency.pk).first()
+
+
+def _other_admins(user: User) -> bool:
+    return (
+        User.objects.filter(agency_id=user.agency_id, role=User.Role.ADMIN, is_active=True)
+        .exclude(pk=user.pk)
+        .exists()
+    )
+
+
+@transaction.atomic
+def member_invite(*, agency: Agency, email: str, role: str, actor: Actor) -> User:
+    """Add ``email`` to ``agency`` with ``role`` and tell them by email. Raises MemberError.
+
+    The address must be able to log in (SIGNUP_DOMAINS) but need not be on the agency's own
+    domains: agencies work with people from other agencies and their shared-services vendors.
+    A removed member of the same agency is re-activated.
+    """
+    from accounts.login import is_signup_address, signup_domains_text
+
+    try:
+        email = normalise_address(email)
+    except ValidationError:
+        raise MemberError("Enter a valid email address.")
+    if not is_signup_address(email):
+        raise MemberError(NOT_A_SIGNUP_ADDRESS.format(domains=signup_domains_text()))
+    if role not in User.Role.values:
+        raise MemberError("Choose a role.")
+    _lock_agency(agency)
+    user = User.objects.select_for_update().filter(email__iexact=email).first()
+    if user is not None and user.agency_id not in (None, agency.pk):
+        raise MemberError(OTHER_AGENCY.format(email=email))
+    if user is not None and user.agency_id == agency.pk and user.is_active:
+        raise MemberError(ALREADY_MEMBER.format(email=email))
+    if user is None:
+        user = User.objects.create_user(email, agency=agency, role=role)
+    else:
+        user.agency, user.role, user.is_active = agency, role, True
+        user.save(update_fields=["agency", "role", "is_active"])
+    audit_record(
+        actor=actor, action="member.invited", agency=agency, target=user, details={"role": role}
+    )
+    _send_invitation(user=user, invited_by=actor.user)
+    return user
+
+
+def _send_invitation(*, user: User, invited_by: User | None) -> None:
+    from django.conf import settings
+    from django.template.loader import render_to_string
+
+    from emails.services.system import email_send_system
+
+    context = {
+        "user": user,
+        "agency": user.agency,
+        "invited_by": invited_by,
+        "login_url": f"{settings.PUBLIC_BASE_URL}/login",
+    }
+    email_send_system(
+        agency=user.agency,
+        to=[user.email],
+        subject=render_to_string("accounts/invitation_subject.txt", context).strip(),
+        html=render_to_string("accounts/invitation_email.html", context),
+        tag="Portal invitation",
+    )
+
+
+@transaction.atomic
+def member_set_role(*, member: User, role: str, actor: Actor) -> User:
+    """Change ``member``'s role; the last admin cannot be demoted. Raises MemberError."""
+    if role not in User.Role.values:
+        raise MemberError("Choose a role.")
+    _lock_agency(member.agency)
+    member.refresh_from_db(fields=["role", "is_active"])
+    if member.role == role:
+        return member
+    if member.role == User.Role.ADMIN and not _other_admins(member):
+        raise MemberError(LAST_ADMIN)
+    previous = member.role
+    member.role = role
+    member.save(update_fields=["role"])
+    audit_record(
+        actor=actor,
+        action="member.role_changed",
+        agency=member.agency,
+        target=member,
+        details={"from": previous, "to": role},
+    )
+    return member
+
+
+@transaction.atomic
+def member_remove(*, member: User, actor: Actor) -> int:
+    """Take ``member`` out of the portal: deactivated (logged out everywhere at once) and their
+    keys revoked. Returns the number of keys revoked. The row stays so the audit trail and
+    the keys' history keep their owner; inviting the address again re-activates it.
+    Raises MemberError for the last admin."""
+    from apikeys.models import ApiKey
+    from apikeys.services import apikey_revoke
+
+    _lock_agency(member.agency)
+    member.refresh_from_db(fields=["role", "is_active"])
+    if member.role == User.Role.ADMIN and not _other_admins(member):
+        raise MemberError(LAST_ADMIN)
+    revoked = 0
+    for key in ApiKey.objects.filter(owner=member, revoked_at__isnull=True):
+        apikey_revoke(key=key, actor=actor)
+        revoked += 1
+    member.is_active = False
+    member.save(update_fields=["is_active"])
+    audit_record(
+        actor=actor,
+        action="member.removed",
+        agency=member.agency,
+        target=member,
+        details={"role": member.role, "keys_revoked": revoked},
+    )
+    return revoked
+
+
+@transaction.atomic
+def agency_set_active(*, agency: Agency, is_active: bool, actor: Actor | None = None) -> bool:
+    """Suspend (``is_active=False``) or reactivate an agency. A suspended agency's API keys get
+    403 "Agency is suspended" on every call from the next request on (apikeys.authentication).
+    Returns whether anything changed."""
+    updated = (
+        Agency.objects.filter(pk=agency.pk).exclude(is_active=is_active).update(is_active=is_active)
+    )
+    agency.is_active = is_active
+    if updated:
+        audit_record(
+            actor=actor or Actor.system(),
+            action="agency.reactivated" if is_active else "agency.suspended",
+            agency=agency,
+            target=agency,
+        )
+    return bool(updated)

@@ -1,0 +1,1 @@
+from tests.portal_fixtures import *  # noqa: F403
