@@ -328,3 +328,27 @@ class SenderDomain(models.Model):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class IdempotentRequest(models.Model):
+    """A send request made with an ``Idempotency-Key``, kept 24 hours so that a retry of it
+    gets the original response instead of sending the email again (SPEC §5)."""
+
+    agency = models.ForeignKey(Agency, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the parsed request (fields and file digests): a different payload under the
+    # same key is a client bug, refused with 409.
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agency", "key"], name="idempotent_request_key")
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotent_request_created")]
+
+    def __str__(self) -> str:
+        return self.key

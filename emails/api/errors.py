@@ -52,10 +52,11 @@ class ApiError(Exception):
         self.message = message
         self.status = status
 
+    def body(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
     def response(self, headers: dict[str, str] | None = None) -> Response:
-        return Response(
-            {"code": self.code, "message": self.message}, status=self.status, headers=headers
-        )
+        return Response(self.body(), status=self.status, headers=headers)
 
 
 def validation_error(message: str) -> ApiError:

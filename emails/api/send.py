@@ -3,7 +3,13 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import Throttled
 from rest_framework.parsers import MultiPartParser
@@ -17,6 +23,15 @@ from emails.api.parsers import BoundedFormParser, BoundedJSONParser
 from emails.api.send_input import parse_send_input
 from emails.api.serializers import EmailSerializer, ErrorSerializer
 from emails.ratelimit import ratelimit_hit
+from emails.services.idempotency import (
+    Replay,
+    idempotency_begin,
+    idempotency_complete,
+    idempotency_key_parse,
+    idempotency_release,
+    idempotent_email,
+    request_fingerprint,
+)
 from emails.services.send import email_send
 
 # A multipart body larger than this cannot be within the limits (1 MiB body + 10 MiB of files),
@@ -24,6 +39,7 @@ from emails.services.send import email_send
 MAX_MULTIPART_BYTES = 16 * 1024 * 1024
 SEND_SCOPE = "send"
 MAY_NOT_SEND = "This API key may not send email"
+REPLAYED = "Idempotent-Replayed"
 
 _send_fields = {
     "recipient": serializers.EmailField(),
@@ -69,9 +85,19 @@ class EmailSendApi(APIView):
             400: _error,
             401: _error,
             403: _error,
+            409: _error,
             413: _error,
             429: _error,
         },
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Retry-safe sends: within 24 h the same key and payload replay the "
+                "first response (header `Idempotent-Replayed: true`); another payload gets 409.",
+            )
+        ],
         examples=[
             OpenApiExample(
                 "OTP",
@@ -100,8 +126,38 @@ class EmailSendApi(APIView):
         except (RequestDataTooBig, SuspiciousOperation):
             raise ApiError("malformed", errors.MALFORMED)
         payload = parse_send_input(data, files)
-        email = email_send(api_key=key, payload=payload)
-        return Response(EmailSerializer(email).data, status=HTTPStatus.CREATED)
+        header = request.headers.get("Idempotency-Key")
+        if header is None:
+            email = email_send(api_key=key, payload=payload)
+            return Response(EmailSerializer(email).data, status=HTTPStatus.CREATED)
+        return self._send_idempotently(
+            key=key,
+            payload=payload,
+            idempotency_key=idempotency_key_parse(header),
+            fingerprint=request_fingerprint(data, files),
+        )
+
+    def _send_idempotently(self, *, key, payload, idempotency_key: str, fingerprint: str):
+        """Send at most once per (agency, Idempotency-Key); a retry gets the first response."""
+        scope = {"agency_id": key.agency_id, "key": idempotency_key}
+        replay = idempotency_begin(**scope, fingerprint=fingerprint)
+        if replay is None and (earlier := idempotent_email(**scope)) is not None:
+            # A claim abandoned by a crashed process had already recorded its email.
+            replay = Replay(status=HTTPStatus.CREATED, body=EmailSerializer(earlier).data)
+            idempotency_complete(**scope, status=replay.status, body=replay.body)
+        if replay is not None:
+            return Response(replay.body, status=replay.status, headers={REPLAYED: "true"})
+        try:
+            email = email_send(api_key=key, payload=payload, idempotency_key=idempotency_key)
+        except ApiError as error:
+            idempotency_complete(**scope, status=error.status, body=error.body())
+            raise
+        except BaseException:
+            idempotency_release(**scope)
+            raise
+        body = EmailSerializer(email).data
+        idempotency_complete(**scope, status=HTTPStatus.CREATED, body=body)
+        return Response(body, status=HTTPStatus.CREATED)
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         """Authentication, then the send scope, then the rate limit — all before the body is

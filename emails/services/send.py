@@ -104,7 +104,7 @@ def _store_attachments(*, email: Email, payload: SendInput) -> None:
         row.save()
 
 
-def email_send(*, api_key: ApiKey, payload: SendInput) -> Email:
+def email_send(*, api_key: ApiKey, payload: SendInput, idempotency_key: str | None = None) -> Email:
     """Record the email and queue it, or record why it was refused and raise the API error.
 
     A refused email is committed (UNSENT with ``error_code``) before the error is raised, so
@@ -119,6 +119,10 @@ def email_send(*, api_key: ApiKey, payload: SendInput) -> Email:
         email = _record(
             api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
         )
+        if idempotency_key is not None:
+            # Its unique index is the last guard against a second email for one request.
+            email.idempotency_key = idempotency_key
+            Email.objects.filter(pk=email.pk).update(idempotency_key=idempotency_key)
         rejection = _rejection(
             api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
         )
