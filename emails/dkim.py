@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
-from emails.addresses import domain_of, parse_mailbox
+from emails.addresses import default_from_addresses, domain_of, parse_mailbox
 from emails.models import Email, SenderDomain
 from emails.sender_selectors import SENDING_STATUSES
 
@@ -113,7 +113,8 @@ def dkim_sign(*, message: bytes, domain: str, selector: str, private_pem: str) -
 def signing_domain_for(email: Email) -> SenderDomain | None:
     """The agency's sending-enabled domain that ``email``'s from address is on (exact match)."""
     mailbox = parse_mailbox(email.sender)
-    if mailbox is None:
+    if mailbox is None or mailbox.address in default_from_addresses():
+        # The service's own default sender is never an agency's domain: no query.
         return None
     return SenderDomain.objects.filter(
         agency_id=email.agency_id, domain=domain_of(mailbox.address), status__in=SENDING_STATUSES

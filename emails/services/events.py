@@ -71,7 +71,6 @@ def _truncate(value: str | None, limit: int | None) -> str | None:
     return value[:limit] if value is not None and limit else value
 
 
-@transaction.atomic
 def event_record(
     *,
     email: Email,
@@ -99,9 +98,40 @@ def event_record(
     error_code = _truncate(error_code, _ERROR_CODE_MAX)
     error_sub_type = _truncate(error_sub_type, _SUB_TYPE_MAX)
 
+    return _event_apply(
+        email=email,
+        recipient=recipient,
+        type=type,
+        status=status,
+        occurred_at=occurred_at,
+        provider_event_id=provider_event_id,
+        detail=detail,
+        payload=payload,
+        error_code=error_code,
+        error_sub_type=error_sub_type,
+    )
+
+
+# No savepoint of its own: inside the worker's transaction it would only add round trips, and
+# the arguments are validated before it runs.
+@transaction.atomic(savepoint=False)
+def _event_apply(
+    *,
+    email: Email,
+    recipient: EmailRecipient | None,
+    type: str,
+    status: str | None,
+    occurred_at: datetime,
+    provider_event_id: str | None,
+    detail: str,
+    payload: dict | None,
+    error_code: str | None,
+    error_sub_type: str | None,
+) -> EmailEvent | None:
     try:
-        # A savepoint: a duplicate must not poison the caller's transaction.
-        with transaction.atomic():
+        # A savepoint: a duplicate must not poison the caller's transaction. Only an event with
+        # a provider id can be a duplicate; the worker's own events skip the round trips.
+        with transaction.atomic(savepoint=provider_event_id is not None):
             event = EmailEvent.objects.create(
                 email=email,
                 recipient=recipient,
