@@ -4,7 +4,7 @@
   middleware: the framework's ceiling on this machine.
 - ``/bench/floor``: the least work a send must do: a DRF view that authenticates the Bearer key
   with one indexed lookup, parses the JSON body and inserts one row. The row goes to the table
-  ``bench_floor``, which ``bench.harness setup`` creates in the scratch database only.
+  ``bench_floor``, which bench/run.py creates in its scratch database only.
 """
 
 from __future__ import annotations

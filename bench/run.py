@@ -13,8 +13,9 @@ each figure):
 
 with the django-q2 ORM broker and with the Redis broker, and prints a Markdown table (also written
 to bench/results/latest.md, raw figures to bench/results/latest.json). ``--quick`` (``make bench
-QUICK=1``) runs the same phases scaled down for CI's smoke run and writes var/bench/latest.md
-instead. Every load is bounded in count and time and goes to 127.0.0.1 only.
+QUICK=1``) runs the same phases scaled down for CI's smoke run; it and partial runs (``--only``,
+``--broker``, ``--emails``) write var/bench/latest.md instead. Every load is bounded in count and
+time and goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -1186,8 +1187,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.results["gunicorn"] = gunicorn_config()
     elapsed = time.monotonic() - started
     text = report(bench.results, args.quick, elapsed)
-    # A QUICK run's figures mean nothing: they never replace the committed full results.
-    out_dir = WORK_DIR if args.quick else RESULTS_DIR
+    # Only a complete run replaces the committed results; a QUICK or partial one goes to var/.
+    partial = args.quick or args.only or args.broker != "both" or args.emails
+    out_dir = WORK_DIR if partial else RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.md").write_text(text)
     (out_dir / "latest.json").write_text(json.dumps(bench.results, indent=2, default=str))
