@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from django.core.exceptions import ValidationError
+from django.db import models
 
 from accounts.addresses import normalise_address
+from accounts.audit import Actor, audit_record
+from accounts.models import Agency
 
 # An upload through the admin or the portal; the command reads files of any size.
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -203,3 +206,39 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterat
     yield writer.writerow(header)
     for row in rows:
         yield writer.writerow([_safe_cell(value) for value in row])
+
+
+# An import's audit event lists what it added; beyond this only the count is kept.
+AUDITED_ADDRESSES = 1000
+
+
+def import_and_audit(
+    *,
+    entries: list[models.Model],
+    new: list[CsvRow],
+    rejected: list[RejectedRow],
+    actor: Actor,
+    action: str,
+    agency: Agency | None,
+    reason: str,
+) -> ImportReport:
+    """Insert an import's new ``entries`` and write one audit event for the whole import.
+
+    ``ignore_conflicts``: an address listed concurrently since the caller's lookup (a hard
+    bounce, another request) is simply already there and keeps its own row."""
+    if entries:
+        type(entries[0]).objects.bulk_create(entries, batch_size=1000, ignore_conflicts=True)
+    report = ImportReport(added=[row.address for row in new], rejected=rejected)
+    if report.rows:
+        audit_record(
+            actor=actor,
+            action=action,
+            agency=agency,
+            details={
+                "reason": reason,
+                "added": len(report.added),
+                "rejected": len(report.rejected),
+                "addresses": report.added[:AUDITED_ADDRESSES],
+            },
+        )
+    return report

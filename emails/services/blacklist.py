@@ -18,14 +18,13 @@ from emails.csv_addresses import (
     ImportReport,
     chunked,
     csv_lines,
+    import_and_audit,
     parse_addresses,
     split_existing,
 )
 from emails.models import BlacklistEntry
 
 EXPORT_HEADER = ("address", "source", "reason", "created_at", "created_by")
-# An import's audit event lists what it added; beyond this only the count is kept.
-AUDITED_ADDRESSES = 1000
 
 
 @transaction.atomic
@@ -106,35 +105,24 @@ def blacklist_import_csv(
     new, rejected = split_existing(parsed, existing=existing, reason=ALREADY_BLACKLISTED)
     reason = reason.strip()[:500]
     created_by = actor.user if actor.user is not None else None
-    # ignore_conflicts: an address blacklisted concurrently (a hard bounce) since the lookup
-    # above is simply already there, and keeps its own source.
-    BlacklistEntry.objects.bulk_create(
-        [
-            BlacklistEntry(
-                address=row.address,
-                source=BlacklistEntry.Source.STAFF,
-                reason=row.reason or reason,
-                created_by=created_by,
-            )
-            for row in new
-        ],
-        batch_size=1000,
-        ignore_conflicts=True,
-    )
-    report = ImportReport(added=[row.address for row in new], rejected=rejected)
-    if report.rows:
-        audit_record(
-            actor=actor,
-            action="blacklist.imported",
-            agency=None,
-            details={
-                "reason": reason,
-                "added": len(report.added),
-                "rejected": len(report.rejected),
-                "addresses": report.added[:AUDITED_ADDRESSES],
-            },
+    entries = [
+        BlacklistEntry(
+            address=row.address,
+            source=BlacklistEntry.Source.STAFF,
+            reason=row.reason or reason,
+            created_by=created_by,
         )
-    return report
+        for row in new
+    ]
+    return import_and_audit(
+        entries=entries,
+        new=new,
+        rejected=rejected,
+        actor=actor,
+        action="blacklist.imported",
+        agency=None,
+        reason=reason,
+    )
 
 
 def blacklist_export_csv(*, entries: QuerySet[BlacklistEntry] | None = None) -> Iterator[str]:

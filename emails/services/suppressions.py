@@ -21,14 +21,13 @@ from emails.csv_addresses import (
     ImportReport,
     chunked,
     csv_lines,
+    import_and_audit,
     parse_addresses,
     split_existing,
 )
 from emails.models import BlacklistEntry, Suppression
 
 EXPORT_HEADER = ("address", "source", "reason", "created_at", "created_by")
-# An import's audit event lists what it added; beyond this only the count is kept.
-AUDITED_ADDRESSES = 1000
 
 
 def blocked_addresses(*, agency_id: int, addresses: Iterable[str]) -> set[str]:
@@ -122,36 +121,25 @@ def suppressions_import_csv(
     new, rejected = split_existing(parsed, existing=existing, reason=ALREADY_SUPPRESSED)
     reason = reason.strip()[:500]
     created_by = _actor_user(actor)
-    # ignore_conflicts: an address suppressed by a concurrent request since the lookup above is
-    # simply already there, which is what the importer wants.
-    Suppression.objects.bulk_create(
-        [
-            Suppression(
-                agency=agency,
-                address=row.address,
-                source=Suppression.Source.IMPORT,
-                reason=row.reason or reason,
-                created_by=created_by,
-            )
-            for row in new
-        ],
-        batch_size=1000,
-        ignore_conflicts=True,
-    )
-    report = ImportReport(added=[row.address for row in new], rejected=rejected)
-    if report.rows:
-        audit_record(
-            actor=actor,
-            action="suppression.imported",
+    entries = [
+        Suppression(
             agency=agency,
-            details={
-                "reason": reason,
-                "added": len(report.added),
-                "rejected": len(report.rejected),
-                "addresses": report.added[:AUDITED_ADDRESSES],
-            },
+            address=row.address,
+            source=Suppression.Source.IMPORT,
+            reason=row.reason or reason,
+            created_by=created_by,
         )
-    return report
+        for row in new
+    ]
+    return import_and_audit(
+        entries=entries,
+        new=new,
+        rejected=rejected,
+        actor=actor,
+        action="suppression.imported",
+        agency=agency,
+        reason=reason,
+    )
 
 
 def suppressions_export_csv(*, agency: Agency) -> Iterator[str]:
