@@ -24,7 +24,6 @@ from django.core.mail import BadHeaderError
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from accounts.audit import Actor
 from apikeys.models import ApiKey
@@ -33,6 +32,7 @@ from emails.delivery.mime import build_message, make_message_id
 from emails.delivery.shutdown import sigterm_deferred
 from emails.dkim import dkim_sign_built
 from emails.models import BlacklistEntry, Email, EmailEvent, EmailRecipient, Status
+from emails.queue import enqueue
 from emails.services.blacklist import blacklist_add
 from emails.services.events import HARD_BOUNCE, SOFT_BOUNCE, event_record
 from emails.services.simulator import email_simulate
@@ -70,7 +70,7 @@ def email_enqueue(*, email: Email) -> None:
     lost between the commit and the broker is picked up by the sweeper (``emails_requeue_stale``).
     """
     email_id = email.id
-    transaction.on_commit(lambda: async_task(DELIVER_TASK, email_id))
+    transaction.on_commit(lambda: enqueue(DELIVER_TASK, email_id))
 
 
 def email_claim(*, email_id: int, now: datetime) -> Email | None:
@@ -399,7 +399,7 @@ def emails_requeue_stale(*, now: datetime | None = None) -> int:
     )
     ids = list(stale)
     for email_id in ids:
-        async_task(DELIVER_TASK, email_id)
+        enqueue(DELIVER_TASK, email_id)
     if ids:
         logger.info("Re-enqueued %d pending email(s)", len(ids))
     return len(ids)

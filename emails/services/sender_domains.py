@@ -24,7 +24,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from accounts.audit import Actor, audit_record
 from accounts.models import Agency, User
@@ -32,6 +31,7 @@ from emails import dkim
 from emails.addresses import default_from_mailbox, is_valid_address
 from emails.dns import DnsUnavailable, make_resolver, txt_records
 from emails.models import SenderDomain
+from emails.queue import enqueue
 from emails.sender_selectors import SENDING_STATUSES
 from emails.services.system import email_send_system
 
@@ -409,7 +409,7 @@ def sender_domains_check_all() -> int:
         .values_list("id", flat=True)
     )
     for domain_id in ids:
-        async_task(CHECK_TASK, domain_id)
+        enqueue(CHECK_TASK, domain_id)
     return len(ids)
 
 
