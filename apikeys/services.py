@@ -23,6 +23,8 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record
 from accounts.models import User
 from apikeys.models import ApiKey, ApiKeyReminder
+from emails.addresses import is_valid_address
+from emails.services.system import email_send_system
 
 SECRET_ALPHABET = string.ascii_letters + string.digits
 # 43 base-62 characters carry 256 bits.
@@ -60,8 +62,6 @@ def _make_plaintext(owner_email: str, *, test: bool) -> str:
 
 
 def _clean_contacts(contacts: list[str]) -> list[str]:
-    from emails.addresses import is_valid_address
-
     cleaned = sorted({contact.strip().lower() for contact in contacts if contact.strip()})
     if not cleaned:
         raise ValidationError("A key needs at least one notification contact.")
@@ -203,8 +203,6 @@ def apikey_send_expiry_reminders(*, now=None) -> int:
     Safe to run twice, or on two workers at once: the unique (key, days_before) row is claimed
     before the email is queued, in the same transaction. Returns the number of reminders sent.
     """
-    from emails.services.system import email_send_system
-
     now = now or timezone.now()
     keys = ApiKey.objects.select_related("agency", "owner").filter(
         revoked_at__isnull=True,

@@ -208,6 +208,15 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterat
         yield writer.writerow([_safe_cell(value) for value in row])
 
 
+def existing_addresses(listed: models.QuerySet, parsed: ParsedCsv) -> set[str]:
+    """Which of the file's addresses ``listed`` (a queryset with an ``address`` column)
+    already holds, looked up in chunks so a 50,000-row file stays within query limits."""
+    existing: set[str] = set()
+    for chunk in chunked([row.address for row in parsed.rows]):
+        existing.update(listed.filter(address__in=chunk).values_list("address", flat=True))
+    return existing
+
+
 # An import's audit event lists what it added; beyond this only the count is kept.
 AUDITED_ADDRESSES = 1000
 

@@ -64,7 +64,7 @@ def keyed_client_for():
 
 
 @pytest.fixture(autouse=True)
-def _isolated_media(settings, tmp_path):
+def media_root(settings, tmp_path):
     """Attachments written by any test go under its own directory, never the developer's var/."""
     settings.STORAGES = {
         **settings.STORAGES,
@@ -73,3 +73,4 @@ def _isolated_media(settings, tmp_path):
             "OPTIONS": {"location": str(tmp_path / "media")},
         },
     }
+    return tmp_path / "media"

@@ -134,7 +134,7 @@ class EmailSendApi(APIView):
             key=key,
             payload=payload,
             idempotency_key=idempotency_key_parse(header),
-            fingerprint=request_fingerprint(data, files),
+            fingerprint=request_fingerprint(data, payload.attachments),
         )
 
     def _send_idempotently(self, *, key, payload, idempotency_key: str, fingerprint: str):

@@ -16,8 +16,8 @@ from emails.csv_addresses import (
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_ROWS,
     ImportReport,
-    chunked,
     csv_lines,
+    existing_addresses,
     import_and_audit,
     parse_addresses,
     split_existing,
@@ -97,20 +97,15 @@ def blacklist_import_csv(
     ``CsvFileError`` when the file as a whole is unreadable; nothing is written then."""
     actor = actor or Actor.system()
     parsed = parse_addresses(file, max_bytes=max_bytes, max_rows=max_rows)
-    existing: set[str] = set()
-    for chunk in chunked([row.address for row in parsed.rows]):
-        existing.update(
-            BlacklistEntry.objects.filter(address__in=chunk).values_list("address", flat=True)
-        )
+    existing = existing_addresses(BlacklistEntry.objects.all(), parsed)
     new, rejected = split_existing(parsed, existing=existing, reason=ALREADY_BLACKLISTED)
     reason = reason.strip()[:500]
-    created_by = actor.user if actor.user is not None else None
     entries = [
         BlacklistEntry(
             address=row.address,
             source=BlacklistEntry.Source.STAFF,
             reason=row.reason or reason,
-            created_by=created_by,
+            created_by=actor.user,
         )
         for row in new
     ]

@@ -171,21 +171,14 @@ def email_bounce(
     at: datetime,
 ) -> None:
     """Bounce the given (still pending) recipients, and so the email, with one reason."""
-    for recipient in recipients:
+    targets: list[EmailRecipient | None] = list(recipients)
+    if not any(recipient.kind == EmailRecipient.Kind.TO for recipient in recipients):
+        # The email follows its primary recipient; without it here, bounce the email itself.
+        targets.append(None)
+    for recipient in targets:
         event_record(
             email=email,
             recipient=recipient,
-            type=EventType.BOUNCED,
-            occurred_at=at,
-            detail=reason,
-            error_code=error_code,
-            error_sub_type=reason,
-        )
-    if not any(recipient.kind == EmailRecipient.Kind.TO for recipient in recipients):
-        # The email follows its primary recipient; without it here, bounce the email itself.
-        event_record(
-            email=email,
-            recipient=None,
             type=EventType.BOUNCED,
             occurred_at=at,
             detail=reason,

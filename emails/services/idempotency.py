@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from emails.api.errors import ApiError
+from emails.attachments import Attachment
 from emails.models import Email, IdempotentRequest
 
 WINDOW = timedelta(hours=24)
@@ -44,22 +45,17 @@ def idempotency_key_parse(value: str) -> str:
     return value
 
 
-def request_fingerprint(data, files) -> str:
+def request_fingerprint(data, attachments: list[Attachment]) -> str:
     """A digest of what the request asks for, independent of its encoding (JSON key order,
-    multipart boundaries): the fields and values, and each attachment's name, size and MD5."""
+    multipart boundaries): the fields and values, and each attachment's name, size and MD5
+    (hashed once already, by validation)."""
     fields = []
     for name in sorted(data):
         values = data.getlist(name) if hasattr(data, "getlist") else [data[name]]
         for value in values:
             if not isinstance(value, UploadedFile):
                 fields.append([name, json.dumps(value, sort_keys=True, default=str)])
-    uploads = []
-    for upload in files.getlist("attachments") if files is not None else []:
-        digest = hashlib.md5(usedforsecurity=False)
-        for chunk in upload.chunks():
-            digest.update(chunk)
-        upload.seek(0)
-        uploads.append([upload.name, upload.size, digest.hexdigest()])
+    uploads = [[a.filename, a.size, a.md5] for a in attachments]
     canonical = json.dumps([fields, uploads], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -48,7 +48,13 @@ def _sender_rejection(*, api_key: ApiKey, payload: SendInput) -> tuple[str, ApiE
 
 
 def _record(
-    *, api_key: ApiKey, payload: SendInput, blacklisted: set[str], subject: str, html: str
+    *,
+    api_key: ApiKey,
+    payload: SendInput,
+    blacklisted: set[str],
+    subject: str,
+    html: str,
+    idempotency_key: str | None,
 ) -> Email:
     now = timezone.now()
     email = Email.objects.create(
@@ -67,6 +73,8 @@ def _record(
         disable_tracking=payload.disable_tracking,
         subject=subject,
         html=html,
+        # Its unique index is the last guard against a second email for one request.
+        idempotency_key=idempotency_key,
         created_at=now,
         updated_at=now,
     )
@@ -117,12 +125,13 @@ def email_send(*, api_key: ApiKey, payload: SendInput, idempotency_key: str | No
 
     with transaction.atomic():
         email = _record(
-            api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
+            api_key=api_key,
+            payload=payload,
+            blacklisted=blacklisted,
+            subject=subject,
+            html=html,
+            idempotency_key=idempotency_key,
         )
-        if idempotency_key is not None:
-            # Its unique index is the last guard against a second email for one request.
-            email.idempotency_key = idempotency_key
-            Email.objects.filter(pk=email.pk).update(idempotency_key=idempotency_key)
         rejection = _rejection(
             api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
         )

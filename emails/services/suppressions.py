@@ -19,8 +19,8 @@ from accounts.models import Agency
 from emails.csv_addresses import (
     ALREADY_SUPPRESSED,
     ImportReport,
-    chunked,
     csv_lines,
+    existing_addresses,
     import_and_audit,
     parse_addresses,
     split_existing,
@@ -111,13 +111,7 @@ def suppressions_import_csv(
 
     ``CsvFileError`` when the file as a whole is unreadable; nothing is written then."""
     parsed = parse_addresses(file)
-    existing: set[str] = set()
-    for chunk in chunked([row.address for row in parsed.rows]):
-        existing.update(
-            Suppression.objects.filter(agency=agency, address__in=chunk).values_list(
-                "address", flat=True
-            )
-        )
+    existing = existing_addresses(Suppression.objects.filter(agency=agency), parsed)
     new, rejected = split_existing(parsed, existing=existing, reason=ALREADY_SUPPRESSED)
     reason = reason.strip()[:500]
     created_by = _actor_user(actor)

@@ -13,10 +13,12 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.utils import timezone
-from rest_framework.test import APIClient
+from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
 
 from accounts.audit import Actor
 from accounts.models import AuditEvent
+from apikeys.authentication import ApiKeyAuthentication
 from apikeys.models import ApiKey
 from apikeys.services import (
     GRACE_PERIODS,
@@ -61,7 +63,7 @@ def test_test_keys_carry_test_in_the_prefix(owner):
     assert created.key.mode == "test"
 
 
-def test_the_plaintext_is_never_stored_or_logged(owner, caplog, django_db_blocker):
+def test_the_plaintext_is_never_stored_or_logged(owner, caplog):
     caplog.set_level(logging.DEBUG)
     created = apikey_create(owner=owner, label="Secret check")
     client_for(created.plaintext).get(LIST)
@@ -204,11 +206,6 @@ def test_authentication_costs_one_query_and_writes_last_used_once_a_minute(
     client.get(LIST)  # the first use writes last_used_at
     first_use = ApiKey.objects.get().last_used_at
     assert first_use is not None
-
-    from rest_framework.request import Request
-    from rest_framework.test import APIRequestFactory
-
-    from apikeys.authentication import ApiKeyAuthentication
 
     request = Request(
         APIRequestFactory().get(LIST, HTTP_AUTHORIZATION=f"Bearer {created.plaintext}")

@@ -34,19 +34,6 @@ def empty_queue():
 
 
 @pytest.fixture
-def media_root(settings, tmp_path):
-    """Attachments stored under the test's own directory, never the developer's var/."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "media")},
-        },
-    }
-    return tmp_path / "media"
-
-
-@pytest.fixture
 def dns_server(settings):
     """A running local DNS server (tests/emails/dns_server.py) that the sender domain checks use;
     add records with ``dns_server.add_txt(name, value)`` or ``dns_server.publish(records)``."""

@@ -8,13 +8,14 @@ from http import HTTPStatus
 
 import pytest
 import time_machine
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from emails.models import Email, IdempotentRequest
 from emails.services.idempotency import IN_FLIGHT, INVALID_KEY, KEY_REUSED
-from tests.factories import BlacklistEntryFactory
+from tests.factories import BlacklistEntryFactory, VerifiedSenderFactory
 
 SEND = "/v1/transactional/email/send"
 EMAIL = {"recipient": "citizen@example.com", "subject": "OTP", "body": "<p>123456</p>"}
@@ -55,7 +56,7 @@ def test_a_request_still_in_flight_is_a_conflict(api):
     from emails.services.idempotency import request_fingerprint
 
     IdempotentRequest.objects.create(
-        agency=api.agency, key="order-42", fingerprint=request_fingerprint(EMAIL, None)
+        agency=api.agency, key="order-42", fingerprint=request_fingerprint(EMAIL, [])
     )
 
     response = send(api)
@@ -171,4 +172,23 @@ def test_concurrent_retries_send_one_email(owner, keyed_client_for):
     assert len(results) == 4
     assert set(results) <= {HTTPStatus.CREATED, HTTPStatus.CONFLICT}
     assert HTTPStatus.CREATED in results
+    assert Email.objects.count() == 1
+
+
+def test_attachments_are_part_of_the_payload(api):
+    VerifiedSenderFactory(agency=api.agency, address="alerts@hdb.gov.sg")
+
+    def send_with(content: bytes):
+        data = {**EMAIL, "from": "alerts@hdb.gov.sg"}
+        data["attachments"] = SimpleUploadedFile("notes.txt", content, "text/plain")
+        return api.client.post(SEND, data, HTTP_IDEMPOTENCY_KEY="with-file")
+
+    first = send_with(b"version one")
+    retry = send_with(b"version one")
+    changed = send_with(b"version two")
+
+    assert first.status_code == retry.status_code == HTTPStatus.CREATED
+    assert retry["Idempotent-Replayed"] == "true"
+    assert changed.status_code == HTTPStatus.CONFLICT
+    assert changed.json()["message"] == KEY_REUSED
     assert Email.objects.count() == 1

@@ -83,9 +83,9 @@ def test_it_lowercases_the_recipient(api):
     assert response.json()["recipient"] == "citizen@example.com"
 
 
-def test_it_accepts_urlencoded_bodies_with_repeated_cc_fields(api):
+def test_it_accepts_multipart_bodies_with_repeated_cc_fields(api):
     data = payload(cc=["a@example.com", "b@example.com"], disable_tracking="true")
-    response = api.client.post(SEND, data)  # multipart by default in the test client
+    response = api.client.post(SEND, data)  # the test client encodes multipart by default
 
     assert response.status_code == HTTPStatus.CREATED, response.json()
     email = Email.objects.get()
