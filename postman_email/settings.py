@@ -218,6 +218,8 @@ DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 DELIVERY_RETRY_SECONDS = env.int("DELIVERY_RETRY_SECONDS", default=24 * 60 * 60)
 # The first retry delay; each further one doubles it (with jitter), up to an hour.
 DELIVERY_RETRY_BASE_SECONDS = env.int("DELIVERY_RETRY_BASE_SECONDS", default=60)
+# How many due emails one worker task claims and hands off over its relay connection.
+DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=25)
 if DELIVERY_LEASE_SECONDS <= WORKER_TASK_TIMEOUT:
     # A lease that can end while its task still runs would let a second worker send the email.
     raise ImproperlyConfigured("DELIVERY_LEASE_SECONDS must be longer than WORKER_TASK_TIMEOUT")

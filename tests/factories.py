@@ -99,3 +99,13 @@ class EmailAttachmentFactory(factory.django.DjangoModelFactory):
     file = factory.LazyAttribute(lambda o: ContentFile(o.content, name=o.filename))
     size = factory.LazyAttribute(lambda o: len(o.content))
     md5 = factory.LazyAttribute(lambda o: hashlib.md5(o.content).hexdigest())  # noqa: S324
+
+    @factory.post_generation
+    def listed_on_email(self, create, extracted, **kwargs):
+        # As the send API records them: an email with attachments lists them in
+        # attachments_metadata, which is how the worker knows to read them.
+        if create:
+            listed = [*(self.email.attachments_metadata or [])]
+            listed.append({"fileName": self.filename, "fileSize": self.size, "hash": self.md5})
+            self.email.attachments_metadata = listed
+            type(self.email).objects.filter(id=self.email.id).update(attachments_metadata=listed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from email import encoders
 from email.mime.base import MIMEBase
@@ -107,18 +108,20 @@ def _inline_part(attachment: EmailAttachment, content: bytes) -> MIMEBase:
     return part
 
 
-def build_message(*, email: Email, recipients: list[str]) -> BuiltMessage:
+def build_message(
+    *,
+    email: Email,
+    recipients: list[str],
+    dropped: Collection[str] = (),
+    attachments: Iterable[EmailAttachment] = (),
+) -> BuiltMessage:
     """The message for ``email`` and its SMTP envelope (``recipients``: the addresses to send to).
 
     The HTML part carries the open-tracking pixel unless ``email.disable_tracking``. Bcc
-    addresses are only in the envelope. Cc addresses that were dropped (blacklisted) carry an
-    ``error_code`` on their recipient row and are left out of the header as well.
+    addresses are only in the envelope. ``dropped`` cc addresses (blacklisted: their recipient
+    rows carry an ``error_code``) are left out of the header as well. ``attachments`` are the
+    email's attachment rows; the caller reads them (for a whole batch at once).
     """
-    dropped = {
-        address
-        for address, error in email.recipients.values_list("address", "error_code")
-        if error is not None
-    }
     inline: list[MIMEBase] = []
     message = _RelatedMessage(
         subject=email.subject,
@@ -137,7 +140,7 @@ def build_message(*, email: Email, recipients: list[str]) -> BuiltMessage:
     # HTML part, unless the client turned tracking off for this email.
     html = email.html if email.disable_tracking else with_open_pixel(email.html, email_id=email.id)
     message.attach_alternative(html, "text/html")
-    for attachment in email.attachments.all():
+    for attachment in attachments:
         content = _read(attachment)
         if attachment.inline:
             inline.append(_inline_part(attachment, content))

@@ -4,8 +4,10 @@ smtplib is used directly rather than Django's SMTP backend, which reports a whol
 or failed and hides the per-recipient replies we need (a refused cc must not bounce the email).
 
 Each worker process keeps one connection open across emails (django-q2 runs every task of a worker
-in the same process, one at a time, so a module-level connection is never shared). Before reuse
-it is checked with NOOP, because relays close idle connections.
+in the same process, one at a time, so a module-level connection is never shared). Relays close
+idle connections: one that sat idle for ``IDLE_CHECK_SECONDS`` is checked with NOOP before reuse,
+and one found closed at the first command of a transaction (``MAIL FROM``, before the relay has
+taken anything) is replaced and the transaction started again, once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,8 +25,11 @@ from django.core.mail.utils import DNS_NAME
 logger = logging.getLogger(__name__)
 
 ACCEPTED_RCPT_CODES = (250, 251)
+# A connection used more recently than this is reused without a NOOP round trip first.
+IDLE_CHECK_SECONDS = 5.0
 
 _connection: smtplib.SMTP | None = None
+_last_used = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,10 @@ class TransientError(HandoffError):
 
 class Aborted(HandoffError):
     """The caller asked to stop (the worker is shutting down) before the message was sent."""
+
+
+class _ClosedByRelay(Exception):
+    """The relay had closed a reused connection: nothing was sent, start again on a new one."""
 
 
 class PermanentError(HandoffError):
@@ -119,9 +129,12 @@ def close_connection() -> None:
 
 
 def get_connection() -> smtplib.SMTP:
-    """This process's relay connection: the open one if the relay still answers NOOP."""
+    """This process's relay connection: the open one if it was used lately or still answers
+    NOOP, else a new one."""
     global _connection
     if _connection is not None:
+        if time.monotonic() - _last_used < IDLE_CHECK_SECONDS:
+            return _connection
         try:
             if _connection.noop()[0] == 250:
                 return _connection
@@ -163,7 +176,10 @@ def _transaction(
     message: bytes,
     abort: Callable[[], bool],
 ) -> Handoff:
-    reply = Reply.of(*connection.mail(mail_from, _mail_options(connection, message)))
+    try:
+        reply = Reply.of(*connection.mail(mail_from, _mail_options(connection, message)))
+    except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+        raise _ClosedByRelay from exc
     if reply.code != 250:
         raise _refuse(connection, reply)
     accepted: list[str] = []
@@ -211,11 +227,26 @@ def send(
     ``TransientError`` for anything worth retrying: no connection, a timeout, a dropped
     connection, a 4xx to MAIL FROM or DATA, failed authentication (an operator can fix it).
     """
+    global _last_used
     try:
+        reused = _connection is not None
         connection = get_connection()
-        return _transaction(connection, mail_from, recipients, message, abort)
+        try:
+            handoff = _transaction(connection, mail_from, recipients, message, abort)
+        except _ClosedByRelay:
+            close_connection()
+            if not reused:
+                raise
+            connection = get_connection()
+            handoff = _transaction(connection, mail_from, recipients, message, abort)
+        _last_used = time.monotonic()
+        return handoff
     except HandoffError:
+        _last_used = time.monotonic()
         raise
+    except _ClosedByRelay as exc:
+        close_connection()
+        raise TransientError(f"Connection closed by the relay: {exc.__cause__}") from exc
     except smtplib.SMTPResponseException as exc:
         close_connection()
         raise TransientError(str(Reply.of(exc.smtp_code, exc.smtp_error))) from exc

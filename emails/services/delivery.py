@@ -1,9 +1,11 @@
 """Delivery of emails to the SMTP relay: enqueueing, claiming, hand-off and recording the outcome.
 
-The email row is the queue record (see docs/delivery.md). A task carries only the email id; the
-worker claims the row with a conditional UPDATE that sets a lease (``claimed_until``), so a
-duplicate task or a second worker does nothing. While an email waits for a retry, the same column
-holds the time of the next attempt, and the periodic sweeper re-enqueues it then.
+The email row is the queue record (see docs/delivery.md). A task carries only an email id, and
+says "an email is due": the worker claims a batch of the oldest due emails (that one among them,
+or it went in an earlier batch) with one UPDATE that sets a lease (``claimed_until``), so a
+duplicate task or a second worker never takes the same email. The batch shares one relay
+connection and its acceptances are recorded together. While an email waits for a retry, the same
+column holds the time of the next attempt, and the periodic sweeper re-enqueues it then.
 
 Every outcome is an event (``emails.services.events.event_record``): ACCEPTED per recipient the
 relay took, BOUNCED per refused recipient, DEFERRED per recipient of a failed attempt that will
@@ -13,16 +15,19 @@ hand-off: the lease, the last relay reply, retries and the blacklist.
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.core.mail import BadHeaderError
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import IntegrityError, connections, transaction
+from django.db.models import Case, CharField, F, Q, When
 from django.utils import timezone
 
 from accounts.audit import Actor
@@ -31,10 +36,17 @@ from emails.delivery import smtp
 from emails.delivery.mime import build_message, make_message_id
 from emails.delivery.shutdown import sigterm_deferred
 from emails.dkim import dkim_sign_built
-from emails.models import BlacklistEntry, Email, EmailEvent, EmailRecipient, Status
+from emails.models import BlacklistEntry, Email, EmailAttachment, EmailEvent, EmailRecipient, Status
 from emails.queue import enqueue
 from emails.services.blacklist import blacklist_add
-from emails.services.events import HARD_BOUNCE, SOFT_BOUNCE, event_record
+from emails.services.events import (
+    HARD_BOUNCE,
+    SOFT_BOUNCE,
+    Acceptance,
+    event_record,
+    events_record_accepted,
+    per_email,
+)
 from emails.services.simulator import email_simulate
 
 logger = logging.getLogger(__name__)
@@ -73,42 +85,70 @@ def email_enqueue(*, email: Email) -> None:
     transaction.on_commit(lambda: enqueue(DELIVER_TASK, email_id))
 
 
-def email_claim(*, email_id: int, now: datetime) -> Email | None:
-    """Take the lease on a pending email, or return None if someone else has it or it is done.
+_CLAIM_SQL = (
+    "UPDATE {table} SET claimed_until = %s, attempts = attempts + 1 WHERE id IN ("
+    "SELECT id FROM {table} WHERE status = %s AND error_code IS NULL"
+    " AND (claimed_until IS NULL OR claimed_until < %s)"
+    " ORDER BY created_at, id LIMIT %s{lock}"
+    ") RETURNING {columns}"
+)
 
-    The conditional UPDATE is the lock: of any number of concurrent tasks for the same email,
-    exactly one changes the row. A lease is longer than the task timeout (``Q_CLUSTER``), so it
-    can only expire for a worker that is gone.
+
+@cache
+def _claim_sql(alias: str) -> str:
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    table = quote(Email._meta.db_table)
+    columns = ", ".join(quote(field.column) for field in Email._meta.concrete_fields)
+    # PostgreSQL: concurrent claims skip each other's rows instead of waiting for them. SQLite
+    # has one writer at a time anyway.
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    # The subquery walks the partial index ``email_pending`` in created_at order. Only names
+    # from the model's metadata are interpolated; every value is a parameter.
+    return _CLAIM_SQL.format(table=table, columns=columns, lock=lock)
+
+
+def emails_claim(*, now: datetime, limit: int) -> list[Email]:
+    """Take the lease on up to ``limit`` due emails, oldest first, in one UPDATE ... RETURNING.
+
+    Due: pending, and never claimed or with a lease (or retry time) in the past. Each email is
+    taken by exactly one claim, whatever the number of workers and tasks. A lease is longer than
+    the task timeout (``Q_CLUSTER``), so it can only expire for a worker that is gone.
     """
-    claimed = (
-        Email.objects.filter(_pending(), id=email_id)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(
-            claimed_until=now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS),
-            attempts=F("attempts") + 1,
-            message_id=Case(
-                When(message_id="", then=Value(make_message_id(email_id))),
-                default=F("message_id"),
-            ),
-        )
+    alias = Email.objects.db
+    ops = connections[alias].ops
+    lease = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    params = [
+        ops.adapt_datetimefield_value(lease),
+        Status.UNSENT,
+        ops.adapt_datetimefield_value(now),
+        limit,
+    ]
+    emails = sorted(
+        Email.objects.raw(_claim_sql(alias), params), key=lambda e: (e.created_at, e.id)
     )
-    if claimed != 1:
-        return None
-    return Email.objects.get(id=email_id)
+    for email in emails:
+        # Deterministic, so every attempt carries the same one; stored with the outcome.
+        email.message_id = email.message_id or make_message_id(email.id)
+    return emails
 
 
-def email_release(*, email: Email) -> None:
-    """Give a claimed email back untried (the worker is stopping): another worker takes it now.
+def emails_release(*, emails: list[Email]) -> None:
+    """Give claimed emails back untried (the worker is stopping, or the relay is failing), and
+    queue one task for them, so that a worker takes them again now rather than at the sweep.
 
     The attempt did not happen, so it does not count; the lease is cleared only if it is still
-    ours, and a new task is queued at once rather than waiting for the sweeper.
+    the one this batch took.
     """
+    if not emails:
+        return
     released = Email.objects.filter(
-        _pending(), id=email.id, claimed_until=email.claimed_until
+        _pending(), id__in=[email.id for email in emails], claimed_until=emails[0].claimed_until
     ).update(claimed_until=None, attempts=F("attempts") - 1)
     if released:
-        logger.info("Email %s: released untried, the worker is stopping", email.id)
-        email_enqueue(email=email)
+        logger.info("%d email(s) released untried: %s", released, [email.id for email in emails])
+        email_enqueue(email=emails[0])
 
 
 def _finish(*, email: Email, reply: str) -> None:
@@ -119,6 +159,7 @@ def _finish(*, email: Email, reply: str) -> None:
     """
     Email.objects.filter(id=email.id).update(
         last_smtp_response=reply,
+        message_id=email.message_id,
         claimed_until=Case(When(_pending(), then=F("claimed_until")), default=None),
     )
 
@@ -215,7 +256,7 @@ def email_defer(
             detail=f"{reason} (retry at {retry_at.isoformat()})",
         )
     Email.objects.filter(_pending(), id=email.id).update(
-        claimed_until=retry_at, last_smtp_response=reason
+        claimed_until=retry_at, last_smtp_response=reason, message_id=email.message_id
     )
     logger.info("Email %s: hand-off failed (%s), retrying at %s", email.id, reason, retry_at)
 
@@ -283,34 +324,135 @@ def email_record_handoff(
         _finish(email=email, reply=str(handoff.refused[primary.address]))
 
 
-def email_deliver(*, email_id: int) -> None:
-    """Hand one email to the relay: the body of the ``deliver_email`` task.
+class _Outcome(enum.Enum):
+    RECORDED = "recorded"  # the outcome is in the database
+    UNTRIED = "untried"  # stopped before the relay took anything: to be released
+    RELAY_FAILING = "relay failing"  # deferred; the rest of the batch would fail the same way
 
-    A SIGTERM that arrives meanwhile waits until the email is handed off and recorded, or, if it
-    comes before the relay took anything, until the claim is released (``shutdown.py``).
+
+def email_deliver(*, email_id: int) -> None:
+    """The body of the ``deliver_email`` task queued for ``email_id``: deliver a batch of the
+    oldest due emails (``email_id`` among them unless an earlier batch took it or it is not
+    due), at most ``DELIVERY_BATCH_SIZE``.
+
+    A SIGTERM that arrives meanwhile waits until the email in hand is handed off and recorded,
+    or, if it comes before the relay took anything, until the rest of the batch is released
+    (``shutdown.py``).
     """
     with sigterm_deferred() as stopping:
-        now = timezone.now()
-        email = email_claim(email_id=email_id, now=now)
-        if email is None:
-            logger.debug("Email %s: not pending or claimed elsewhere, nothing to do", email_id)
+        batch = emails_claim(now=timezone.now(), limit=settings.DELIVERY_BATCH_SIZE)
+        if not batch:
+            logger.debug("Task of email %s: no email is due, nothing to do", email_id)
             return
-        recipients = list(
-            email.recipients.filter(status=Status.UNSENT, error_code__isnull=True).order_by("id")
+        _deliver_batch(batch, stopping=stopping)
+
+
+def _deliver_batch(batch: list[Email], *, stopping: Callable[[], bool]) -> None:
+    """Hand each claimed email to the relay in turn, then record every clean acceptance at once.
+
+    Failures are recorded as they happen. The batch stops early, releasing the emails it did not
+    try, when the worker is stopping, when the relay fails transiently (the next ones would
+    fail alike: each will be tried again, with its own backoff once it fails itself), or when
+    it has run for a third of the task timeout (a slow relay).
+    """
+    recipients = _recipients_of(batch)
+    attachments = _attachments_of(batch)
+    deadline = time.monotonic() + settings.WORKER_TASK_TIMEOUT / 3
+    acceptances: list[Acceptance] = []
+    tried = 0
+    try:
+        for email in batch:
+            if stopping() or time.monotonic() > deadline:
+                break
+            pending, dropped = recipients[email.id]
+            outcome = _deliver_claimed(
+                email=email,
+                recipients=pending,
+                dropped=dropped,
+                attachments=attachments.get(email.id, []),
+                stopping=stopping,
+            )
+            if outcome is _Outcome.UNTRIED:
+                break
+            tried += 1
+            if isinstance(outcome, Acceptance):
+                acceptances.append(outcome)
+            elif outcome is _Outcome.RELAY_FAILING:
+                break
+    finally:
+        # Also when something failed half-way: what the relay took is recorded first.
+        emails_record_accepted(acceptances=acceptances)
+    emails_release(emails=batch[tried:])
+
+
+def _recipients_of(batch: list[Email]) -> dict[int, tuple[list[EmailRecipient], set[str]]]:
+    """Per email: the recipients still to send to, and the addresses dropped before sending
+    (blacklisted at send time, or refused on an earlier attempt). One query for the batch."""
+    result: dict[int, tuple[list[EmailRecipient], set[str]]] = {
+        email.id: ([], set()) for email in batch
+    }
+    for recipient in EmailRecipient.objects.filter(email_id__in=result).order_by("id"):
+        pending, dropped = result[recipient.email_id]
+        if recipient.error_code is not None:
+            dropped.add(recipient.address)
+        elif recipient.status == Status.UNSENT:
+            pending.append(recipient)
+    return result
+
+
+def _attachments_of(batch: list[Email]) -> dict[int, list[EmailAttachment]]:
+    """Per email, its attachments: one query, and none when no email of the batch has any."""
+    ids = [email.id for email in batch if email.attachments_metadata]
+    result: dict[int, list[EmailAttachment]] = {}
+    if ids:
+        rows = EmailAttachment.objects.filter(email_id__in=ids).order_by("email_id", "position")
+        for attachment in rows:
+            result.setdefault(attachment.email_id, []).append(attachment)
+    return result
+
+
+def emails_record_accepted(*, acceptances: list[Acceptance]) -> None:
+    """Record that the relay took each of these emails for all its recipients: the events, the
+    statuses, the relay's reply, the Message-ID and the end of the lease, in three statements."""
+    if not acceptances:
+        return
+    with transaction.atomic():
+        events_record_accepted(
+            acceptances=acceptances,
+            email_changes={
+                "last_smtp_response": per_email(
+                    {a.email.id: a.reply for a in acceptances}, CharField()
+                ),
+                "message_id": per_email(
+                    {a.email.id: a.email.message_id for a in acceptances}, CharField()
+                ),
+                "claimed_until": None,
+            },
         )
-        if email.mode == ApiKey.Mode.TEST:
-            email_simulate(email=email, recipients=recipients, now=now)
-            return
-        _deliver_claimed(email=email, recipients=recipients, now=now, stopping=stopping)
+    for acceptance in acceptances:
+        _remember_provider_message_id(email=acceptance.email, reply=acceptance.reply)
+        logger.info(
+            "Email %s: handed off to %d recipient(s): %s",
+            acceptance.email.id,
+            len(acceptance.recipients),
+            acceptance.reply,
+        )
 
 
 def _deliver_claimed(
     *,
     email: Email,
     recipients: list[EmailRecipient],
-    now: datetime,
+    dropped: set[str],
+    attachments: list[EmailAttachment],
     stopping: Callable[[], bool],
-) -> None:
+) -> Acceptance | _Outcome:
+    """Deliver one claimed email. A clean acceptance (every recipient taken) is returned for
+    the batch to record; every other outcome is recorded here."""
+    now = timezone.now()
+    if email.mode == ApiKey.Mode.TEST:
+        email_simulate(email=email, recipients=recipients, now=now)
+        return _Outcome.RECORDED
     lease = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     if email.attempts > 1 and now > _retry_deadline(email) + lease:
         # The last scheduled attempt would have been claimed long ago: the earlier attempts
@@ -319,7 +461,7 @@ def _deliver_claimed(
         email_bounce(
             email=email, recipients=recipients, error_code=SOFT_BOUNCE, reason=reason, at=now
         )
-        return
+        return _Outcome.RECORDED
     if not any(recipient.kind == EmailRecipient.Kind.TO for recipient in recipients):
         # Cannot happen for a row the send API recorded; never loop on one that breaks the rule.
         logger.error("Email %s: primary recipient is not pending", email.id)
@@ -327,10 +469,15 @@ def _deliver_claimed(
         email_bounce(
             email=email, recipients=recipients, error_code=HARD_BOUNCE, reason=reason, at=now
         )
-        return
+        return _Outcome.RECORDED
 
     try:
-        built = build_message(email=email, recipients=[r.address for r in recipients])
+        built = build_message(
+            email=email,
+            recipients=[r.address for r in recipients],
+            dropped=dropped,
+            attachments=attachments,
+        )
         # Signed last, so nothing changes a signed header or the body afterwards.
         built = dkim_sign_built(email=email, built=built)
         if stopping():
@@ -342,7 +489,7 @@ def _deliver_claimed(
             abort=stopping,
         )
     except smtp.Aborted:
-        email_release(email=email)
+        return _Outcome.UNTRIED
     except smtp.PermanentError as exc:
         # The relay refused the message itself (sender or content), not an address: no blacklist.
         email_bounce(
@@ -350,6 +497,7 @@ def _deliver_claimed(
         )
     except smtp.TransientError as exc:
         email_defer(email=email, recipients=recipients, reason=str(exc), now=now)
+        return _Outcome.RELAY_FAILING
     except BadHeaderError as exc:
         # A header with a line break: the send API should never let one through, and no retry
         # can make it safe to send.
@@ -363,13 +511,17 @@ def _deliver_claimed(
         logger.exception("Email %s: could not build the message", email.id)
         email_defer(email=email, recipients=recipients, reason=f"Build failed: {exc}", now=now)
     else:
+        reply = str(handoff.reply) if handoff.reply else ""
+        if not handoff.refused:
+            return Acceptance(email=email, recipients=recipients, at=timezone.now(), reply=reply)
         email_record_handoff(email=email, recipients=recipients, handoff=handoff, now=now)
         logger.info(
             "Email %s: handed off to %d recipient(s): %s",
             email.id,
             len(handoff.accepted),
-            handoff.reply or "none accepted",
+            reply or "none accepted",
         )
+    return _Outcome.RECORDED
 
 
 def emails_requeue_stale(*, now: datetime | None = None) -> int:

@@ -19,10 +19,11 @@ Python, so two workers recording events for the same email at once cannot undo e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, CharField, DateTimeField, F, Q, Value, When
+from django.db.models import Case, CharField, DateTimeField, Expression, F, Field, Q, Value, When
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
@@ -180,6 +181,31 @@ def _email_follow(
     now: datetime,
 ) -> None:
     """Move the email after an event of its primary recipient: one UPDATE, decided in SQL."""
+    changes = email_follow_changes(
+        type=type,
+        status=status,
+        at=Value(occurred_at, output_field=DateTimeField()),
+        error_code=error_code,
+        error_sub_type=error_sub_type,
+        now=now,
+    )
+    Email.objects.filter(id=email.id).update(**changes)
+
+
+def email_follow_changes(
+    *,
+    type: str,
+    status: str | None,
+    at: Expression,
+    error_code: str | None,
+    error_sub_type: str | None,
+    now: datetime,
+) -> dict[str, object]:
+    """The changes to an email row (``QuerySet.update`` keywords) after an event of ``type`` of
+    its primary recipient that happened ``at`` (an expression: one value, or one per email).
+
+    The status only moves up, and the error fields move with it; the event's timestamp field
+    keeps the earliest such event."""
     changes: dict[str, object] = {"updated_at": now}
     if status is not None:
         raises = Q(status__in=statuses_below(status))
@@ -190,11 +216,79 @@ def _email_follow(
             )
     field = EMAIL_TIMESTAMP.get(type)
     if field is not None:
-        at = Value(occurred_at, output_field=DateTimeField())
         # The earliest such event, whatever order they arrive in (LEAST of NULL and a value is
         # NULL on SQLite, hence the COALESCE).
         changes[field] = Least(Coalesce(F(field), at), at)
-    Email.objects.filter(id=email.id).update(**changes)
+    return changes
+
+
+def per_email(values: dict[int, object], output_field: Field) -> Case:
+    """An expression worth ``values[id]`` in the row of each email id: one UPDATE of many
+    emails, each with its own value."""
+    return Case(
+        *(
+            When(id=email_id, then=Value(value, output_field=output_field))
+            for email_id, value in values.items()
+        ),
+        output_field=output_field,
+    )
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """The relay accepted ``email`` for all of ``recipients`` (its primary among them) ``at``."""
+
+    email: Email
+    recipients: list[EmailRecipient]
+    at: datetime
+    reply: str
+
+
+def events_record_accepted(
+    *, acceptances: list[Acceptance], email_changes: dict[str, object] | None = None
+) -> None:
+    """``event_record(type=ACCEPTED)`` for every recipient of every acceptance, with the same
+    rules, in three statements however many emails there are (the delivery worker's batches):
+    the event rows, the recipients' status and the emails (plus ``email_changes``, more
+    ``update`` keywords for the same emails)."""
+    if not acceptances:
+        return
+    for acceptance in acceptances:
+        if not any(r.kind == EmailRecipient.Kind.TO for r in acceptance.recipients):
+            raise ValueError(f"email {acceptance.email.id}: the primary recipient is not accepted")
+    _accepted_apply(acceptances=acceptances, email_changes=email_changes or {})
+
+
+@transaction.atomic(savepoint=False)
+def _accepted_apply(*, acceptances: list[Acceptance], email_changes: dict[str, object]) -> None:
+    now = timezone.now()
+    EmailEvent.objects.bulk_create(
+        EmailEvent(
+            email=acceptance.email,
+            recipient=recipient,
+            type=EventType.ACCEPTED,
+            occurred_at=acceptance.at,
+            detail=acceptance.reply[:_DETAIL_MAX],
+        )
+        for acceptance in acceptances
+        for recipient in acceptance.recipients
+    )
+    EmailRecipient.objects.filter(
+        id__in=[r.id for acceptance in acceptances for r in acceptance.recipients],
+        status__in=statuses_below(Status.ACCEPTED),
+    ).update(status=Status.ACCEPTED, error_code=None, error_sub_type=None, updated_at=now)
+    at = per_email({a.email.id: a.at for a in acceptances}, DateTimeField())
+    changes = email_follow_changes(
+        type=EventType.ACCEPTED,
+        status=Status.ACCEPTED,
+        at=at,
+        error_code=None,
+        error_sub_type=None,
+        now=now,
+    )
+    Email.objects.filter(id__in=[a.email.id for a in acceptances]).update(
+        **changes, **email_changes
+    )
 
 
 # Opens after this many are not recorded: status and opened_at cannot change any more, and a

@@ -57,4 +57,6 @@ def email_simulate(*, email: Email, recipients: list[EmailRecipient], now: datet
                 error_code=error_code,
                 error_sub_type=SIMULATED_SUB_TYPE if type == EventType.BOUNCED else None,
             )
-    Email.objects.filter(id=email.id).update(claimed_until=None, last_smtp_response=SIMULATED_REPLY)
+    Email.objects.filter(id=email.id).update(
+        claimed_until=None, last_smtp_response=SIMULATED_REPLY, message_id=email.message_id
+    )

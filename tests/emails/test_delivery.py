@@ -14,7 +14,7 @@ from django_q.models import Schedule
 
 from emails.delivery.mime import make_message_id
 from emails.models import Email, EmailRecipient, Status
-from emails.services.delivery import email_enqueue
+from emails.services.delivery import email_enqueue, emails_claim
 from emails.tasks import deliver_email
 from tests.factories import EmailAttachmentFactory, EmailFactory
 from tests.queue import queued_email_ids
@@ -236,11 +236,14 @@ def test_it_reuses_one_relay_connection_for_several_emails(smtp_peer):
 
 
 def test_it_reconnects_when_the_relay_dropped_the_connection(smtp_peer):
-    first, second = EmailFactory(), EmailFactory()
+    first = EmailFactory()
     deliver_email(first.id)
     smtp_peer.stop()
     smtp_peer.start()  # same port, the old connection is gone
+    second = EmailFactory()
 
+    # Used a moment ago, so reused without a NOOP: MAIL FROM finds it closed, and the email goes
+    # out on a new connection instead of being deferred.
     deliver_email(second.id)
 
     assert [r.message["X-Postman-Email-Id"] for r in smtp_peer.received] == [
@@ -284,3 +287,46 @@ def test_the_broker_is_redis_exactly_when_redis_url_is_set(settings):
     broker = get_broker()
 
     assert isinstance(broker, Redis if settings.REDIS_URL else ORM)
+
+
+def test_one_task_delivers_a_batch_of_the_oldest_due_emails_over_one_connection(
+    smtp_peer, settings
+):
+    settings.DELIVERY_BATCH_SIZE = 3
+    now = timezone.now()
+    emails = [EmailFactory(created_at=now - timedelta(seconds=10 - i)) for i in range(4)]
+    waiting = EmailFactory(claimed_until=now + timedelta(minutes=3), attempts=1)  # a retry
+
+    deliver_email(emails[3].id)
+
+    delivered = [int(r.message["X-Postman-Email-Id"]) for r in smtp_peer.received]
+    assert delivered == [email.id for email in emails[:3]]  # oldest first, three at most
+    assert smtp_peer.connections == 1
+    statuses = dict(Email.objects.values_list("id", "status"))
+    assert [statuses[email.id] for email in emails] == [Status.ACCEPTED] * 3 + [Status.UNSENT]
+    assert statuses[waiting.id] == Status.UNSENT
+    for email, received in zip(emails[:3], smtp_peer.received, strict=True):
+        email.refresh_from_db()
+        assert email.message_id == make_message_id(email.id) == received.message["Message-ID"]
+        assert (email.attempts, email.claimed_until) == (1, None)
+        assert email.last_smtp_response == f"250 Ok queued as peer-{emails.index(email) + 1}"
+        assert email.accepted_at is not None
+        assert email.events.get().type == "accepted"
+
+    deliver_email(emails[3].id)
+
+    assert Email.objects.get(id=emails[3].id).status == Status.ACCEPTED
+    assert Email.objects.get(id=waiting.id).status == Status.UNSENT
+
+
+def test_concurrent_claims_never_take_the_same_email():
+    now = timezone.now()
+    ids = {EmailFactory().id for _ in range(5)}
+
+    first = emails_claim(now=now, limit=3)
+    second = emails_claim(now=now, limit=3)
+    third = emails_claim(now=now, limit=3)
+
+    assert len(first) == 3 and len(second) == 2 and third == []
+    assert {e.id for e in first} | {e.id for e in second} == ids
+    assert all(e.attempts == 1 and e.claimed_until > now for e in [*first, *second])

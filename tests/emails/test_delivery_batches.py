@@ -1,0 +1,168 @@
+"""Batches: one task claims several due emails, hands them off over one connection and records
+the acceptances together; a batch stops early, releasing what it did not try."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from emails.models import Email, EmailEvent, EmailRecipient, Status
+from emails.services.delivery import emails_claim
+from emails.services.events import Acceptance, events_record_accepted
+from emails.tasks import deliver_email
+from tests.factories import EmailFactory
+from tests.queue import queued_email_ids
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
+
+
+def oldest_first(count: int) -> list[Email]:
+    now = timezone.now()
+    return [EmailFactory(created_at=now - timedelta(seconds=count - i)) for i in range(count)]
+
+
+def test_a_relay_failure_defers_that_email_and_releases_the_rest_untried(
+    smtp_peer, django_capture_on_commit_callbacks
+):
+    first, second, third = oldest_first(3)
+    smtp_peer.stop()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver_email(third.id)
+
+    first.refresh_from_db()
+    assert first.attempts == 1
+    assert "ConnectionRefusedError" in first.last_smtp_response
+    assert first.claimed_until > timezone.now()  # its retry time
+    for email in (second, third):
+        email.refresh_from_db()
+        assert (email.status, email.attempts, email.claimed_until) == (Status.UNSENT, 0, None)
+        assert not email.events.exists()
+    # One task for the released emails, not one each: a failing relay must not multiply tasks.
+    assert queued_email_ids() == [second.id]
+
+    smtp_peer.start()
+    deliver_email(second.id)
+
+    assert [int(r.message["X-Postman-Email-Id"]) for r in smtp_peer.received] == [
+        second.id,
+        third.id,
+    ]
+
+
+def test_sigterm_mid_batch_finishes_the_email_in_hand_and_releases_the_rest(
+    smtp_peer, django_capture_on_commit_callbacks
+):
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    first, second = oldest_first(2)
+    smtp_peer.handler.on_data = lambda: os.kill(os.getpid(), signal.SIGTERM)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            deliver_email(first.id)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert [int(r.message["X-Postman-Email-Id"]) for r in smtp_peer.received] == [first.id]
+    assert Email.objects.get(id=first.id).status == Status.ACCEPTED
+    second.refresh_from_db()
+    assert (second.status, second.attempts, second.claimed_until) == (Status.UNSENT, 0, None)
+    assert queued_email_ids() == [second.id]
+    assert received == [signal.SIGTERM]
+
+
+def test_a_refused_cc_in_a_batch_is_recorded_on_its_own_and_the_batch_goes_on(smtp_peer):
+    now = timezone.now()
+    first = EmailFactory(cc=["nobody@example.com"], created_at=now - timedelta(seconds=2))
+    second = EmailFactory(created_at=now - timedelta(seconds=1))
+    smtp_peer.refuse_rcpt("nobody@example.com", "550 5.1.1 No such user")
+
+    deliver_email(first.id)
+
+    assert len(smtp_peer.received) == 2
+    statuses = dict(Email.objects.values_list("id", "status"))
+    assert statuses == {first.id: Status.ACCEPTED, second.id: Status.ACCEPTED}
+    refused = EmailRecipient.objects.get(email=first, address="nobody@example.com")
+    assert (refused.status, refused.error_code) == (Status.BOUNCED, "Hard bounce")
+
+
+def test_recording_acceptances_in_bulk_never_lowers_a_status_and_keeps_the_earliest_time():
+    delivered_at = timezone.now() - timedelta(seconds=5)
+    ahead = EmailFactory(status=Status.DELIVERED, delivered_at=delivered_at)
+    EmailRecipient.objects.filter(email=ahead).update(status=Status.DELIVERED)
+    fresh = EmailFactory()
+    earlier = timezone.now() - timedelta(seconds=2)
+    Email.objects.filter(id=fresh.id).update(accepted_at=earlier)
+    at = timezone.now()
+
+    events_record_accepted(
+        acceptances=[
+            Acceptance(email=e, recipients=list(e.recipients.all()), at=at, reply=f"250 {e.id}")
+            for e in (ahead, fresh)
+        ],
+        email_changes={"last_smtp_response": "250 Ok"},
+    )
+
+    ahead.refresh_from_db()
+    assert (ahead.status, ahead.accepted_at, ahead.last_smtp_response) == (
+        Status.DELIVERED,
+        at,
+        "250 Ok",
+    )
+    assert ahead.recipients.get().status == Status.DELIVERED
+    fresh.refresh_from_db()
+    assert (fresh.status, fresh.accepted_at) == (Status.ACCEPTED, earlier)
+    assert fresh.recipients.get().status == Status.ACCEPTED
+    details = sorted(EmailEvent.objects.filter(type="accepted").values_list("detail", flat=True))
+    assert details == sorted([f"250 {ahead.id}", f"250 {fresh.id}"])
+
+
+def test_recording_an_acceptance_without_the_primary_recipient_is_refused():
+    email = EmailFactory(cc=["carol@example.com"])
+    carol = email.recipients.get(address="carol@example.com")
+
+    with pytest.raises(ValueError, match="primary recipient"):
+        events_record_accepted(
+            acceptances=[Acceptance(email=email, recipients=[carol], at=timezone.now(), reply="")]
+        )
+
+    assert not EmailEvent.objects.exists()
+    assert Email.objects.get(id=email.id).status == Status.UNSENT
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_a_claim_skips_the_rows_another_claim_holds_instead_of_waiting():
+    """Worker A has claimed (and still holds the row locks of) the oldest emails; worker B's
+    claim at the same moment takes the next ones at once, never A's."""
+    emails = oldest_first(4)
+    held = threading.Event()
+    release = threading.Event()
+    claimed: dict[str, list[int]] = {}
+
+    def worker_a() -> None:
+        try:
+            with transaction.atomic():
+                claimed["a"] = [e.id for e in emails_claim(now=timezone.now(), limit=2)]
+                held.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker_a)
+    thread.start()
+    try:
+        assert held.wait(10)
+        claimed["b"] = [e.id for e in emails_claim(now=timezone.now(), limit=4)]
+    finally:
+        release.set()
+        thread.join(10)
+
+    assert claimed["a"] == [emails[0].id, emails[1].id]
+    assert claimed["b"] == [emails[2].id, emails[3].id]
