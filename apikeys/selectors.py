@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from django.db.models import QuerySet
+from django.db import connections
+from django.db.models import Field, Model, QuerySet
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Agency, User
 from apikeys.models import ApiKey
 
 EXPIRING_SOON = timedelta(days=28)
@@ -66,3 +68,69 @@ def apikey_rows(*, user: User, now: datetime | None = None) -> list[KeyRow]:
 
 def apikey_row(key: ApiKey, now: datetime | None = None) -> KeyRow:
     return _row(key, now or timezone.now())
+
+
+_KEY_SQL = (
+    "SELECT {columns} FROM {key} JOIN {agency} ON {agency}.id = {key}.agency_id"
+    " JOIN {owner} ON {owner}.id = {key}.owner_id WHERE {key}.digest = %s"
+)
+
+
+@cache
+def _key_lookup(alias: str) -> tuple[str, list[tuple[type[Model], list[Field], list[tuple]]]]:
+    """The SQL of ``apikey_by_digest`` and, per model, its fields with the ORM's converters."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    models = [ApiKey, Agency, User]
+    parts, columns = [], []
+    for model in models:
+        table = model._meta.db_table
+        fields = list(model._meta.concrete_fields)
+        converters = []
+        for field in fields:
+            column = field.get_col(table)
+            converters.append(
+                (
+                    column,
+                    connection.ops.get_db_converters(column) + column.get_db_converters(connection),
+                )
+            )
+            columns.append(f"{quote(table)}.{quote(field.column)}")
+        parts.append((model, fields, converters))
+    sql = _KEY_SQL.format(
+        columns=", ".join(columns),
+        key=quote(ApiKey._meta.db_table),
+        agency=quote(Agency._meta.db_table),
+        owner=quote(User._meta.db_table),
+    )
+    return sql, parts
+
+
+def apikey_by_digest(digest: str) -> ApiKey | None:
+    """The key with this digest, its agency and owner loaded: what every API request needs.
+
+    One query, written as SQL: the ORM's ``select_related(...).get(...)`` spent four times as
+    long compiling it and building three objects as PostgreSQL spent running it, on every API
+    request. Values go through the same converters the ORM applies.
+    """
+    alias = ApiKey.objects.db
+    sql, parts = _key_lookup(alias)
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instances = []
+    values = iter(row)
+    for model, fields, converters in parts:
+        loaded = []
+        for column, field_converters in converters:
+            value = next(values)
+            for converter in field_converters:
+                value = converter(value, column, connection)
+            loaded.append(value)
+        instances.append(model.from_db(alias, [f.attname for f in fields], loaded))
+    key, agency, owner = instances
+    key.agency, key.owner = agency, owner
+    return key

@@ -1,13 +1,16 @@
 """Plain-text alternative derived from an email's (already sanitised) HTML body.
 
-A small HTMLParser-based converter rather than html2text, which is GPL. It keeps what a reader
-needs: paragraphs and line breaks, list items, table rows, and links as ``text (url)``.
+A small converter rather than html2text, which is GPL. It keeps what a reader needs: paragraphs
+and line breaks, list items, table rows, and links as ``text (url)``. The worker runs it for every
+email, so it splits the HTML with one regular expression rather than ``html.parser``, which took
+four times as long on a 5 KB body (a quarter of the worker's time per email); the body has been
+through nh3, so its tags are well formed, but anything else still converts sensibly.
 """
 
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
+from html import unescape
 
 # Tags that start and end a block: they become line breaks around their text.
 BLOCK_TAGS = frozenset(
@@ -33,16 +36,61 @@ _PRE_SPACE = "\x03"
 _MARKERS = _BREAK + _BLOCK + _PARAGRAPH
 _NO_MARKERS = dict.fromkeys(map(ord, _MARKERS + _PRE_SPACE))
 
+# One token: a comment, a declaration or processing instruction, a tag (its attributes may quote
+# a ">"), a run of text, or a "<" that starts none of these (text too).
+_TOKEN = re.compile(
+    r"<!--.*?(?:-->|\Z)"
+    r"|<[!?][^>]*>?"
+    r"|<(/?)([a-zA-Z][^\s/>]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>"
+    r"|[^<]+"
+    r"|<",
+    re.DOTALL,
+)
+_ATTRIBUTE = re.compile(r"""([^\s=/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
+# The content of these is raw text up to their end tag, as browsers read it.
+_RAW_TEXT_END = {tag: re.compile(rf"</{tag}\s*>", re.IGNORECASE) for tag in ("script", "style")}
 
-class _TextExtractor(HTMLParser):
+
+def _attributes(text: str) -> list[tuple[str, str | None]]:
+    return [
+        (name.lower(), unescape(quoted or single or bare))
+        for name, quoted, single, bare in _ATTRIBUTE.findall(text)
+        if name != "/"
+    ]
+
+
+class _TextExtractor:
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.skipping = 0
         self.pre = 0
         self.links: list[tuple[str, int]] = []  # (href, index in parts where its text starts)
         self.lists: list[list[int | None]] = []  # per open list: [next number] or [None] for ul
         self.row_has_cell = False
+
+    def feed(self, html: str) -> None:
+        position, end = 0, len(html)
+        while position < end:
+            token = _TOKEN.match(html, position)
+            position = token.end()
+            name = token[2]
+            if name is None:
+                if not token[0].startswith("<") or token[0] == "<":
+                    self.handle_data(unescape(token[0]))
+                continue  # a comment or a declaration
+            tag = name.lower()
+            if token[1]:
+                self.handle_endtag(tag)
+                continue
+            attributes = token[3]
+            if attributes.rstrip().endswith("/"):
+                self.handle_startendtag(tag, _attributes(attributes))
+                continue
+            self.handle_starttag(tag, _attributes(attributes))
+            if tag in _RAW_TEXT_END:
+                closing = _RAW_TEXT_END[tag].search(html, position)
+                position = closing.end() if closing else end
+                self.handle_endtag(tag)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in SKIPPED_TAGS:
@@ -134,7 +182,6 @@ def html_to_text(html: str) -> str:
     """Render ``html`` as readable plain text (UTF-8, ``\\n`` line ends, no trailing space)."""
     parser = _TextExtractor()
     parser.feed(html)
-    parser.close()
     text = "".join(parser.parts)
     # Source whitespace is insignificant in HTML: collapse it, then turn markers into newlines.
     text = re.sub(r"[ \t\r\n\f\v]+", " ", text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from accounts.addresses import normalise_address
 from accounts.audit import Actor, audit_record
@@ -30,15 +30,29 @@ from emails.models import BlacklistEntry, Suppression
 EXPORT_HEADER = ("address", "source", "reason", "created_at", "created_by")
 
 
+_BLOCKED_SQL = (
+    "SELECT address FROM {blacklist} WHERE address IN ({placeholders})"
+    " UNION SELECT address FROM {suppression} WHERE agency_id = %s AND address IN ({placeholders})"
+)
+
+
 def blocked_addresses(*, agency_id: int, addresses: Iterable[str]) -> set[str]:
     """The ``addresses`` that must not be sent to by this agency: on the global blacklist or on
-    the agency's suppression list. One query (a UNION of two index lookups)."""
+    the agency's suppression list. One query (a UNION of two index lookups), written as SQL: it
+    runs on every send, and compiling it through the ORM cost five times what running it does."""
     addresses = list(addresses)
     if not addresses:
         return set()
-    blacklisted = BlacklistEntry.objects.filter(address__in=addresses).values_list("address")
-    suppressed = Suppression.objects.filter(agency_id=agency_id, address__in=addresses)
-    return {address for (address,) in blacklisted.union(suppressed.values_list("address"))}
+    connection = connections[BlacklistEntry.objects.db]
+    quote = connection.ops.quote_name
+    sql = _BLOCKED_SQL.format(
+        blacklist=quote(BlacklistEntry._meta.db_table),
+        suppression=quote(Suppression._meta.db_table),
+        placeholders=", ".join(["%s"] * len(addresses)),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*addresses, agency_id, *addresses])
+        return {address for (address,) in cursor.fetchall()}
 
 
 def _actor_user(actor: Actor):
