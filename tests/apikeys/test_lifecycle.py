@@ -20,6 +20,7 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent
 from apikeys.authentication import ApiKeyAuthentication
 from apikeys.models import ApiKey
+from apikeys.selectors import apikey_by_digest
 from apikeys.services import (
     GRACE_PERIODS,
     apikey_create,
@@ -229,3 +230,23 @@ def test_a_key_without_the_read_scope_may_not_read(owner):
         "code": "unauthorized",
         "message": "This API key may not read emails",
     }
+
+
+def test_the_key_lookup_builds_the_same_objects_as_the_orm(owner):
+    created = apikey_create(owner=owner, label="x", scopes=["send"])
+    ApiKey.objects.filter(pk=created.key.pk).update(last_used_at=timezone.now())
+    digest = ApiKey.objects.get(pk=created.key.pk).digest
+
+    key = apikey_by_digest(digest)
+
+    expected = ApiKey.objects.select_related("agency", "owner").get(digest=digest)
+    for loaded, orm in (
+        (key, expected),
+        (key.agency, expected.agency),
+        (key.owner, expected.owner),
+    ):
+        for field in type(orm)._meta.concrete_fields:
+            value, wanted = getattr(loaded, field.attname), getattr(orm, field.attname)
+            assert (value, type(value)) == (wanted, type(wanted)), field.name
+    assert key.scopes == ["send"] and key.agency.pk == owner.agency_id
+    assert apikey_by_digest("0" * len(digest)) is None
