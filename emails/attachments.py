@@ -42,7 +42,12 @@ class Attachment:
         return ext.lower() if dot else ""
 
     def metadata(self) -> dict:
-        return {"fileName": self.filename, "fileSize": self.size, "hash": self.md5}
+        return attachment_metadata(filename=self.filename, size=self.size, md5=self.md5)
+
+
+def attachment_metadata(*, filename: str, size: int, md5: str) -> dict:
+    """An attachment as the email object lists it (``attachments_metadata``, Postman's shape)."""
+    return {"fileName": filename, "fileSize": size, "hash": md5}
 
 
 def clean_filename(name: str | None) -> str:

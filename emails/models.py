@@ -141,6 +141,11 @@ class EmailRecipient(models.Model):
     def __str__(self) -> str:
         return f"{self.kind}: {self.address}"
 
+    @property
+    def is_primary(self) -> bool:
+        """The ``to`` recipient, whom the email's own status follows."""
+        return self.kind == self.Kind.TO
+
 
 def attachment_path(instance: EmailAttachment, filename: str) -> str:
     # The stored name never contains the client's filename: it is kept only as metadata.

@@ -7,6 +7,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from accounts.models import Agency, AgencyDomain, User
+from emails.attachments import attachment_metadata
 from emails.models import (
     BlacklistEntry,
     Email,
@@ -106,6 +107,6 @@ class EmailAttachmentFactory(factory.django.DjangoModelFactory):
         # attachments_metadata, which is how the worker knows to read them.
         if create:
             listed = [*(self.email.attachments_metadata or [])]
-            listed.append({"fileName": self.filename, "fileSize": self.size, "hash": self.md5})
+            listed.append(attachment_metadata(filename=self.filename, size=self.size, md5=self.md5))
             self.email.attachments_metadata = listed
             type(self.email).objects.filter(id=self.email.id).update(attachments_metadata=listed)

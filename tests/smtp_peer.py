@@ -59,6 +59,7 @@ class PeerHandler:
     on_rcpt: Callable[[str], None] | None = None
     on_data: Callable[[], None] | None = None
     connections: int = 0
+    noops: int = 0
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_reply:
@@ -96,6 +97,10 @@ class _CountingSMTP(SMTP):
     def connection_made(self, transport) -> None:
         self.event_handler.connections += 1
         super().connection_made(transport)
+
+    async def smtp_NOOP(self, arg: str) -> None:
+        self.event_handler.noops += 1
+        await super().smtp_NOOP(arg)
 
 
 class _PeerController(Controller):

@@ -213,7 +213,7 @@ def email_bounce(
 ) -> None:
     """Bounce the given (still pending) recipients, and so the email, with one reason."""
     targets: list[EmailRecipient | None] = list(recipients)
-    if not any(recipient.kind == EmailRecipient.Kind.TO for recipient in recipients):
+    if not any(recipient.is_primary for recipient in recipients):
         # The email follows its primary recipient; without it here, bounce the email itself.
         targets.append(None)
     for recipient in targets:
@@ -273,7 +273,7 @@ def email_record_handoff(
     its own.
     """
     by_address = {recipient.address: recipient for recipient in recipients}
-    primary = next(r for r in recipients if r.kind == EmailRecipient.Kind.TO)
+    primary = next(r for r in recipients if r.is_primary)
     reply = str(handoff.reply) if handoff.reply else ""
     for address in handoff.accepted:
         event_record(
@@ -283,18 +283,22 @@ def email_record_handoff(
             occurred_at=now,
             detail=reply,
         )
+
+    def bounce(address: str, refusal: smtp.Reply, error_code: str) -> None:
+        event_record(
+            email=email,
+            recipient=by_address[address],
+            type=EventType.BOUNCED,
+            occurred_at=now,
+            detail=str(refusal),
+            error_code=error_code,
+            error_sub_type=str(refusal),
+        )
+
     transient: dict[str, smtp.Reply] = {}
     for address, refusal in handoff.refused.items():
         if refusal.permanent:
-            event_record(
-                email=email,
-                recipient=by_address[address],
-                type=EventType.BOUNCED,
-                occurred_at=now,
-                detail=str(refusal),
-                error_code=HARD_BOUNCE,
-                error_sub_type=str(refusal),
-            )
+            bounce(address, refusal, HARD_BOUNCE)
             blacklist_add_hard_bounce(address=address, reply=str(refusal))
         else:
             transient[address] = refusal
@@ -308,15 +312,7 @@ def email_record_handoff(
         )
         return
     for address, refusal in transient.items():
-        event_record(
-            email=email,
-            recipient=by_address[address],
-            type=EventType.BOUNCED,
-            occurred_at=now,
-            detail=str(refusal),
-            error_code=SOFT_BOUNCE,
-            error_sub_type=str(refusal),
-        )
+        bounce(address, refusal, SOFT_BOUNCE)
     if primary.address in handoff.accepted:
         _remember_provider_message_id(email=email, reply=reply)
         _finish(email=email, reply=reply)
@@ -359,12 +355,16 @@ def _deliver_batch(batch: list[Email], *, stopping: Callable[[], bool]) -> None:
     attachments = _attachments_of(batch)
     deadline = time.monotonic() + settings.WORKER_TASK_TIMEOUT / 3
     acceptances: list[Acceptance] = []
+    # The emails the relay may have seen; the rest are released at the end.
     tried = 0
     try:
         for email in batch:
             if stopping() or time.monotonic() > deadline:
                 break
             pending, dropped = recipients[email.id]
+            # Counted before the attempt: if it raises, the email's fate is unknown and its
+            # lease, not a release, decides when it is tried again.
+            tried += 1
             outcome = _deliver_claimed(
                 email=email,
                 recipients=pending,
@@ -373,16 +373,17 @@ def _deliver_batch(batch: list[Email], *, stopping: Callable[[], bool]) -> None:
                 stopping=stopping,
             )
             if outcome is _Outcome.UNTRIED:
+                tried -= 1
                 break
-            tried += 1
             if isinstance(outcome, Acceptance):
                 acceptances.append(outcome)
             elif outcome is _Outcome.RELAY_FAILING:
                 break
     finally:
-        # Also when something failed half-way: what the relay took is recorded first.
+        # Also when something failed half-way: what the relay took is recorded first, then
+        # the emails never tried go back at once rather than when their lease runs out.
         emails_record_accepted(acceptances=acceptances)
-    emails_release(emails=batch[tried:])
+        emails_release(emails=batch[tried:])
 
 
 def _recipients_of(batch: list[Email]) -> dict[int, tuple[list[EmailRecipient], set[str]]]:
@@ -462,7 +463,7 @@ def _deliver_claimed(
             email=email, recipients=recipients, error_code=SOFT_BOUNCE, reason=reason, at=now
         )
         return _Outcome.RECORDED
-    if not any(recipient.kind == EmailRecipient.Kind.TO for recipient in recipients):
+    if not any(recipient.is_primary for recipient in recipients):
         # Cannot happen for a row the send API recorded; never loop on one that breaks the rule.
         logger.error("Email %s: primary recipient is not pending", email.id)
         reason = "No deliverable primary recipient"

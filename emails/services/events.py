@@ -158,7 +158,7 @@ def _event_apply(
         EmailRecipient.objects.filter(id=recipient.id, status__in=statuses_below(status)).update(
             status=status, error_code=error_code, error_sub_type=error_sub_type, updated_at=now
         )
-    if recipient is None or recipient.kind == EmailRecipient.Kind.TO:
+    if recipient is None or recipient.is_primary:
         _email_follow(
             email=email,
             type=type,
@@ -257,7 +257,7 @@ def events_record_accepted(
     if not acceptances:
         return
     for acceptance in acceptances:
-        if not any(r.kind == EmailRecipient.Kind.TO for r in acceptance.recipients):
+        if not any(r.is_primary for r in acceptance.recipients):
             raise ValueError(f"email {acceptance.email.id}: the primary recipient is not accepted")
     _accepted_apply(acceptances=acceptances, email_changes=email_changes or {})
 

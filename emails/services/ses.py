@@ -296,7 +296,7 @@ def ses_event_process(*, sns_message_id: str, message: str) -> str:
 
 def _record(*, email: Email, observed: list[Observed], sns_message_id: str, data: dict) -> int:
     recipients = {recipient.address: recipient for recipient in email.recipients.all()}
-    primary = next((r for r in recipients.values() if r.kind == EmailRecipient.Kind.TO), None)
+    primary = next((r for r in recipients.values() if r.is_primary), None)
     recorded = 0
     for item in observed:
         recipient = recipients.get(item.address.lower()) if item.address else primary

@@ -330,3 +330,23 @@ def test_concurrent_claims_never_take_the_same_email():
     assert len(first) == 3 and len(second) == 2 and third == []
     assert {e.id for e in first} | {e.id for e in second} == ids
     assert all(e.attempts == 1 and e.claimed_until > now for e in [*first, *second])
+
+
+def test_a_busy_connection_is_reused_without_noop_and_an_idle_one_is_checked(
+    smtp_peer, monkeypatch
+):
+    deliver_email(EmailFactory().id)
+    deliver_email(EmailFactory().id)
+    assert (smtp_peer.connections, smtp_peer.handler.noops) == (1, 0)
+
+    monkeypatch.setattr("emails.delivery.smtp.IDLE_CHECK_SECONDS", 0)
+    deliver_email(EmailFactory().id)
+    assert (smtp_peer.connections, smtp_peer.handler.noops) == (1, 1)
+
+    smtp_peer.stop()
+    smtp_peer.start()  # the idle connection is dead: NOOP fails and a new one is opened
+    email = EmailFactory()
+    deliver_email(email.id)
+
+    assert Email.objects.get(id=email.id).status == Status.ACCEPTED
+    assert smtp_peer.connections == 1

@@ -166,3 +166,31 @@ def test_a_claim_skips_the_rows_another_claim_holds_instead_of_waiting():
 
     assert claimed["a"] == [emails[0].id, emails[1].id]
     assert claimed["b"] == [emails[2].id, emails[3].id]
+
+
+def test_an_unexpected_error_mid_batch_records_what_went_out_and_releases_the_rest(
+    smtp_peer, monkeypatch, django_capture_on_commit_callbacks
+):
+    first, second, third = oldest_first(3)
+    Email.objects.filter(id=second.id).update(mode="test")
+
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("emails.services.delivery.email_simulate", broken)
+
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError, match="went away"),
+    ):
+        deliver_email(first.id)
+
+    first.refresh_from_db()
+    assert (first.status, first.claimed_until) == (Status.ACCEPTED, None)
+    # The email that failed keeps its lease (its fate is unknown); the one never tried is back.
+    second.refresh_from_db()
+    assert (second.status, second.attempts) == (Status.UNSENT, 1)
+    assert second.claimed_until > timezone.now()
+    third.refresh_from_db()
+    assert (third.status, third.attempts, third.claimed_until) == (Status.UNSENT, 0, None)
+    assert queued_email_ids() == [third.id]
