@@ -24,7 +24,7 @@ from django.utils.crypto import salted_hmac
 from accounts.addresses import domain_of, normalise_address
 from accounts.audit import Actor, audit_record
 from accounts.models import Agency, LoginCode, User
-from accounts.services import agency_get_or_create_for_email, user_get_or_create
+from accounts.services import user_get_or_create_for_email
 
 logger = logging.getLogger(__name__)
 
@@ -223,16 +223,10 @@ def _consume_code(*, email: str, code: str) -> str | None:
 
 @transaction.atomic
 def _log_in(*, email: str, ip_address: str | None) -> User:
-    existing = User.objects.filter(email__iexact=email).select_related("agency").first()
-    if existing is not None and not _may_log_in(existing):
+    user, _, _ = user_get_or_create_for_email(email=email)
+    if not _may_log_in(user):
+        # Raised inside the transaction: a user or agency created just now is rolled back.
         raise LoginError(ACCOUNT_DISABLED)
-    if existing is not None and existing.agency is not None:
-        user = existing  # e.g. invited into an agency that does not own their domain
-    else:
-        agency, _ = agency_get_or_create_for_email(email=email)
-        if not agency.is_active:
-            raise LoginError(ACCOUNT_DISABLED)
-        user, _ = user_get_or_create(email=email, agency=agency)
     audit_record(
         actor=Actor.of(user, ip_address=ip_address),
         action="user.logged_in",

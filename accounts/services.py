@@ -41,6 +41,20 @@ def agency_get_or_create_for_email(
 
 
 @transaction.atomic
+def user_get_or_create_for_email(*, email: str) -> tuple[User, bool, bool]:
+    """The user with ``email``; when missing, created in the agency of the address's domain (itself
+    created when missing). An existing user keeps the agency they are in, which need not own
+    their domain (e.g. invited into another agency); no agency is created for them then.
+    Returns ``(user, user_created, agency_created)``."""
+    existing = User.objects.filter(email__iexact=email).select_related("agency").first()
+    if existing is not None and existing.agency is not None:
+        return existing, False, False
+    agency, agency_created = agency_get_or_create_for_email(email=email)
+    user, user_created = user_get_or_create(email=email, agency=agency)
+    return user, user_created, agency_created
+
+
+@transaction.atomic
 def user_get_or_create(
     *, email: str, agency: Agency, actor: Actor | None = None
 ) -> tuple[User, bool]:

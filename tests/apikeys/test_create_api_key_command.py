@@ -94,6 +94,19 @@ def test_it_uses_an_existing_agency_and_user():
     assert user.role == User.Role.MEMBER
 
 
+def test_a_user_invited_into_another_agency_gets_a_key_of_that_agency_and_no_new_agency():
+    agency = AgencyFactory(domain="hdb.gov.sg", name="Housing Board")
+    vendor = UserFactory(agency=agency, email="dev@vendor.com", role=User.Role.MEMBER)
+
+    lines = create_api_key("--email", "dev@vendor.com")
+
+    assert key_of(lines).owner == vendor and key_of(lines).agency == agency
+    assert lines[0] == f"Agency:     Housing Board (id {agency.pk}, existing)"
+    assert Agency.objects.count() == 1
+    assert not AgencyDomain.objects.filter(domain="vendor.com").exists()
+    assert not AuditEvent.objects.filter(action="agency.created").exists()
+
+
 def test_a_user_without_an_agency_joins_the_domain_agency():
     staff = User.objects.create_user("ops@hdb.gov.sg", is_staff=True)
 

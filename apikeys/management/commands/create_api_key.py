@@ -14,11 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.addresses import normalise_address
-from accounts.services import (
-    agency_get_or_create_for_email,
-    agency_set_rate_limit,
-    user_get_or_create,
-)
+from accounts.services import agency_set_rate_limit, user_get_or_create_for_email
 from apikeys.services import SCOPES, apikey_create
 
 DEFAULT_LABEL = "Command-line key"
@@ -79,9 +75,8 @@ class Command(BaseCommand):
         scopes = parse_scopes(options["scopes"])
 
         with transaction.atomic():
-            agency, agency_created = agency_get_or_create_for_email(email=email)
-            user, user_created = user_get_or_create(email=email, agency=agency)
             # An existing user keeps the agency they belong to; the key is that agency's.
+            user, user_created, agency_created = user_get_or_create_for_email(email=email)
             agency = user.agency
             if not user.is_active:
                 raise CommandError(f"user {user.email} is deactivated")
