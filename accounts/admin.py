@@ -17,9 +17,9 @@ from accounts.admin_support import (
     CappedCountPaginator,
     ReadOnlyAdminMixin,
     StaffAuditedAdmin,
-    staff_actor,
 )
 from accounts.audit import audit_record
+from accounts.http import actor_of
 from accounts.models import Agency, AgencyDomain, AuditEvent, User
 from accounts.services import agency_set_active
 
@@ -74,7 +74,7 @@ class AgencyAdmin(StaffAuditedAdmin):
     @admin.action(description="Suspend selected agencies (their API keys get 403)")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Agency]) -> None:
         changed = sum(
-            agency_set_active(agency=agency, is_active=False, actor=staff_actor(request))
+            agency_set_active(agency=agency, is_active=False, actor=actor_of(request))
             for agency in queryset
         )
         self.message_user(request, f"Suspended {changed} agencies.", messages.SUCCESS)
@@ -82,7 +82,7 @@ class AgencyAdmin(StaffAuditedAdmin):
     @admin.action(description="Reactivate selected agencies")
     def reactivate(self, request: HttpRequest, queryset: QuerySet[Agency]) -> None:
         changed = sum(
-            agency_set_active(agency=agency, is_active=True, actor=staff_actor(request))
+            agency_set_active(agency=agency, is_active=True, actor=actor_of(request))
             for agency in queryset
         )
         self.message_user(request, f"Reactivated {changed} agencies.", messages.SUCCESS)
@@ -150,7 +150,7 @@ class UserAdmin(StaffAuditedAdmin, BaseUserAdmin):
         if request.method == "POST" and response.status_code == 302:
             user = User.objects.get(pk=id)
             audit_record(
-                actor=staff_actor(request),
+                actor=actor_of(request),
                 action="user.password_set",
                 agency=user.agency,
                 target=user,

@@ -4,9 +4,6 @@ audits each save and delete, read-only admins, and a paginator that never counts
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import uuid
 from typing import Any
 
 from django.contrib import admin
@@ -16,13 +13,9 @@ from django.forms import BaseFormSet, ModelForm
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
-from accounts.audit import Actor, audit_record
+from accounts.audit import audit_record
+from accounts.http import actor_of
 from accounts.models import Agency
-
-
-def staff_actor(request: HttpRequest) -> Actor:
-    """The staff member behind an admin request, as the audit log records them."""
-    return Actor.of(request.user, ip_address=request.META.get("REMOTE_ADDR"))
 
 
 def jsonable(value: Any) -> Any:
@@ -33,9 +26,7 @@ def jsonable(value: Any) -> Any:
         return value.pk
     if isinstance(value, (list, tuple, set, frozenset, models.QuerySet)):
         return [jsonable(item) for item in value]
-    if isinstance(value, (datetime.date, datetime.time, decimal.Decimal, uuid.UUID)):
-        return str(value)
-    return str(value)
+    return str(value)  # dates, times, decimals, UUIDs ...
 
 
 class CappedCountPaginator(Paginator):
@@ -96,7 +87,7 @@ class StaffAuditedAdmin(admin.ModelAdmin):
         if change and not changes:
             return
         audit_record(
-            actor=staff_actor(request),
+            actor=actor_of(request),
             action=self.audit_action(obj, change, changes),
             agency=self.audit_agency(obj),
             target=obj,
@@ -115,7 +106,7 @@ class StaffAuditedAdmin(admin.ModelAdmin):
     def _audit_delete(self, request: HttpRequest, obj: models.Model) -> None:
         agency = self.audit_agency(obj)
         audit_record(
-            actor=staff_actor(request),
+            actor=actor_of(request),
             action=f"{self._audit_name()}.deleted",
             # The agency itself going away would take this event with it.
             agency=None if isinstance(obj, Agency) else agency,
@@ -125,7 +116,7 @@ class StaffAuditedAdmin(admin.ModelAdmin):
 
     def save_formset(self, request: HttpRequest, form: ModelForm, formset: BaseFormSet, change):
         super().save_formset(request, form, formset, change)
-        actor = staff_actor(request)
+        actor = actor_of(request)
         agency = self.audit_agency(form.instance)
         name = getattr(formset, "audit_name", "") or formset.model._meta.model_name
         for obj in formset.new_objects:

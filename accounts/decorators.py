@@ -40,7 +40,7 @@ def agency_admin_required(view: View) -> View:
 
     @wraps(view)
     def check_role(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.user.role != "admin":
+        if not request.user.is_agency_admin:
             raise PermissionDenied("Only agency admins can open this page.")
         return view(request, *args, **kwargs)
 

@@ -23,10 +23,6 @@ def member_get(*, agency: Agency, member_id: int) -> User | None:
     return User.objects.filter(agency=agency, is_active=True, pk=member_id).first()
 
 
-def admin_count(*, agency: Agency) -> int:
-    return User.objects.filter(agency=agency, is_active=True, role=User.Role.ADMIN).count()
-
-
 @dataclass(frozen=True)
 class AuditFilters:
     actor: str = ""

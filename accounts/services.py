@@ -68,8 +68,8 @@ def user_get_or_create(
     if user is not None and user.agency_id is not None:
         return user, False
 
-    # Lock the agency row so that two concurrent first users cannot both become admin.
-    Agency.objects.select_for_update().filter(pk=agency.pk).first()
+    # Two concurrent first users cannot both become admin.
+    _lock_agency(agency)
     role = User.Role.MEMBER if agency.users.exists() else User.Role.ADMIN
     if user is not None:
         user.agency = agency
@@ -133,8 +133,8 @@ NOT_A_SIGNUP_ADDRESS = "Only {domains} addresses can log in to the portal."
 
 
 def _lock_agency(agency: Agency) -> None:
-    # Role changes and removals of one agency are serialised on its row, so two admins demoting
-    # each other at the same moment cannot leave the agency without an admin.
+    # Joins, role changes and removals of one agency are serialised on its row, so two admins
+    # demoting each other at the same moment cannot leave the agency without an admin.
     Agency.objects.select_for_update().filter(pk=agency.pk).first()
 
 
@@ -241,7 +241,9 @@ def member_remove(*, member: User, actor: Actor) -> int:
     if member.role == User.Role.ADMIN and not _other_admins(member):
         raise MemberError(LAST_ADMIN)
     revoked = 0
-    for key in ApiKey.objects.filter(owner=member, revoked_at__isnull=True):
+    for key in ApiKey.objects.filter(owner=member, revoked_at__isnull=True).select_related(
+        "agency"
+    ):
         apikey_revoke(key=key, actor=actor)
         revoked += 1
     member.is_active = False

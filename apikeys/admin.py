@@ -8,7 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.admin_support import CappedCountPaginator, ReadOnlyAdminMixin, staff_actor
+from accounts.admin_support import CappedCountPaginator, ReadOnlyAdminMixin
+from accounts.http import actor_of
 from apikeys.models import ApiKey
 from apikeys.services import apikey_revoke
 
@@ -79,7 +80,7 @@ class ApiKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys now", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        actor = staff_actor(request)
+        actor = actor_of(request)
         revoked = 0
         for key in queryset.select_related("agency").filter(revoked_at__isnull=True):
             apikey_revoke(key=key, actor=actor)

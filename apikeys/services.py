@@ -17,6 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Min
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -162,14 +163,15 @@ def apikey_rotate(*, key: ApiKey, grace: timedelta, actor: Actor | None = None) 
 @transaction.atomic
 def apikey_revoke(*, key: ApiKey, actor: Actor | None = None) -> ApiKey:
     """Revoke at once: the next request with the key gets 401."""
-    updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
+    now = timezone.now()
+    updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    if not updated:
+        key.refresh_from_db(fields=["revoked_at"])  # revoked before: keep that time
+        return key
+    key.revoked_at = now
+    audit_record(
+        actor=actor or Actor.system(), action="apikey.revoked", agency=key.agency, target=key
     )
-    key.refresh_from_db(fields=["revoked_at"])
-    if updated:
-        audit_record(
-            actor=actor or Actor.system(), action="apikey.revoked", agency=key.agency, target=key
-        )
     return key
 
 
@@ -204,15 +206,20 @@ def apikey_send_expiry_reminders(*, now=None) -> int:
     before the email is queued, in the same transaction. Returns the number of reminders sent.
     """
     now = now or timezone.now()
-    keys = ApiKey.objects.select_related("agency", "owner").filter(
-        revoked_at__isnull=True,
-        valid_until__gt=now,
-        valid_until__lte=now + timedelta(days=max(REMINDER_DAYS)),
+    keys = (
+        ApiKey.objects.select_related("agency", "owner")
+        .filter(
+            revoked_at__isnull=True,
+            valid_until__gt=now,
+            valid_until__lte=now + timedelta(days=max(REMINDER_DAYS)),
+        )
+        # The nearest threshold already reminded of, in the same query.
+        .annotate(nearest_sent=Min("reminders__days_before"))
     )
     sent = 0
     for key in keys:
         days = _due_reminder(key, now)
-        if days is None or key.reminders.filter(days_before__lte=days).exists():
+        if days is None or (key.nearest_sent is not None and key.nearest_sent <= days):
             continue
         context = {"key": key, "days": days, "when": REMINDER_DAYS[days]}
         try:

@@ -61,7 +61,7 @@ def keys_view(request: HttpRequest) -> HttpResponse:
         "nav": "keys",
         "rows": rows,
         "public_base_url": settings.PUBLIC_BASE_URL,
-        "shows_all": request.user.role == "admin",
+        "shows_all": request.user.is_agency_admin,
     }
     return render(request, "apikeys/list.html", context)
 

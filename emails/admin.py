@@ -22,7 +22,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.addresses import normalise_address
-from accounts.admin_support import CappedCountPaginator, ReadOnlyAdminMixin, staff_actor
+from accounts.admin_support import CappedCountPaginator, ReadOnlyAdminMixin
+from accounts.http import actor_of
 from emails import admin_senders  # noqa: F401  (registers the sender admin)
 from emails.addresses import is_valid_address
 from emails.csv_addresses import CsvFileError, csv_lines
@@ -381,13 +382,13 @@ class BlacklistEntryAdmin(RemoveWithReasonAdmin):
             address=obj.address,
             reason=obj.reason,
             source=BlacklistEntry.Source.STAFF,
-            actor=staff_actor(request),
+            actor=actor_of(request),
         )
         # The admin redirects to the saved object: hand it the row the service wrote.
         obj.pk, obj.created_at, obj.created_by = entry.pk, entry.created_at, entry.created_by
 
     def remove_entry(self, request: HttpRequest, obj: BlacklistEntry, reason: str) -> None:
-        blacklist_remove(address=obj.address, reason=reason, actor=staff_actor(request))
+        blacklist_remove(address=obj.address, reason=reason, actor=actor_of(request))
 
     def export_lines(self, queryset: QuerySet[BlacklistEntry]):
         return blacklist_export_csv(entries=queryset)
@@ -413,7 +414,7 @@ class BlacklistEntryAdmin(RemoveWithReasonAdmin):
                 report = blacklist_import_csv(
                     file=form.cleaned_data["file"],
                     reason=form.cleaned_data["reason"],
-                    actor=staff_actor(request),
+                    actor=actor_of(request),
                 )
             except CsvFileError as error:
                 form.add_error("file", str(error))
@@ -453,7 +454,7 @@ class SuppressionAdmin(RemoveWithReasonAdmin):
 
     def remove_entry(self, request: HttpRequest, obj: Suppression, reason: str) -> None:
         suppression_remove(
-            agency=obj.agency, address=obj.address, reason=reason, actor=staff_actor(request)
+            agency=obj.agency, address=obj.address, reason=reason, actor=actor_of(request)
         )
 
     def export_lines(self, queryset: QuerySet[Suppression]):

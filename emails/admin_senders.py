@@ -11,7 +11,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from accounts.admin_support import ReadOnlyAdminMixin, staff_actor
+from accounts.admin_support import ReadOnlyAdminMixin
+from accounts.http import actor_of
 from emails.models import SenderDomain, VerifiedSender
 from emails.services.sender_domains import (
     SenderDomainError,
@@ -57,7 +58,7 @@ class SenderDomainAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         done = 0
         for domain in queryset.select_related("agency"):
             try:
-                sender_domain_approve(domain=domain, actor=staff_actor(request))
+                sender_domain_approve(domain=domain, actor=actor_of(request))
             except SenderDomainError as error:
                 self.message_user(request, str(error), messages.ERROR)
             else:
@@ -71,7 +72,7 @@ class SenderDomainAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def suspend(self, request: HttpRequest, queryset: QuerySet[SenderDomain]) -> None:
         count = 0
         for domain in queryset.select_related("agency"):
-            sender_domain_suspend(domain=domain, actor=staff_actor(request))
+            sender_domain_suspend(domain=domain, actor=actor_of(request))
             count += 1
         self.message_user(
             request, f"Suspended {_plural(count, 'domain', 'domains')}.", messages.SUCCESS
@@ -80,7 +81,7 @@ class SenderDomainAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Check DNS now")
     def check_now(self, request: HttpRequest, queryset: QuerySet[SenderDomain]) -> None:
         for domain in queryset.select_related("agency"):
-            result = sender_domain_check(domain=domain, actor=staff_actor(request))
+            result = sender_domain_check(domain=domain, actor=actor_of(request))
             note = f" (no answer for {', '.join(result.unavailable)})" if result.unavailable else ""
             self.message_user(
                 request, f"{domain.domain}: {result.domain.get_status_display()}{note}."
@@ -100,7 +101,7 @@ class VerifiedSenderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def approve(self, request: HttpRequest, queryset: QuerySet[VerifiedSender]) -> None:
         count = 0
         for sender in queryset.select_related("agency"):
-            sender_address_approve(sender=sender, actor=staff_actor(request))
+            sender_address_approve(sender=sender, actor=actor_of(request))
             count += 1
         self.message_user(
             request, f"Approved {_plural(count, 'address', 'addresses')}.", messages.SUCCESS
