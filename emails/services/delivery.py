@@ -26,7 +26,7 @@ from functools import cache
 
 from django.conf import settings
 from django.core.mail import BadHeaderError
-from django.db import IntegrityError, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Case, CharField, F, Q, When
 from django.utils import timezone
 
@@ -46,6 +46,7 @@ from emails.services.events import (
     event_record,
     events_record_accepted,
     per_email,
+    provider_message_ids_set,
 )
 from emails.services.simulator import email_simulate
 
@@ -164,18 +165,10 @@ def _finish(*, email: Email, reply: str) -> None:
     )
 
 
-def _remember_provider_message_id(*, email: Email, reply: str) -> None:
-    match = _SES_REPLY.match(reply)
-    if match is None:
-        return
-    try:
-        with transaction.atomic():
-            Email.objects.filter(id=email.id, provider_message_id__isnull=True).update(
-                provider_message_id=match["id"]
-            )
-    except IntegrityError:
-        # Another email already has it: never let bookkeeping fail a hand-off that happened.
-        logger.warning("Email %s: provider message id %s is taken", email.id, match["id"])
+def _provider_message_ids(replies: dict[int, str]) -> dict[int, str]:
+    """The Amazon SES message ids in the relay's replies, by email id."""
+    matches = {email_id: _SES_REPLY.match(reply) for email_id, reply in replies.items()}
+    return {email_id: match["id"] for email_id, match in matches.items() if match}
 
 
 def blacklist_add_hard_bounce(*, address: str, reply: str) -> None:
@@ -314,7 +307,7 @@ def email_record_handoff(
     for address, refusal in transient.items():
         bounce(address, refusal, SOFT_BOUNCE)
     if primary.address in handoff.accepted:
-        _remember_provider_message_id(email=email, reply=reply)
+        provider_message_ids_set(_provider_message_ids({email.id: reply}))
         _finish(email=email, reply=reply)
     else:
         _finish(email=email, reply=str(handoff.refused[primary.address]))
@@ -359,7 +352,8 @@ def _deliver_batch(batch: list[Email], *, stopping: Callable[[], bool]) -> None:
     tried = 0
     try:
         for email in batch:
-            if stopping() or time.monotonic() > deadline:
+            # Out of time only after one email at least: a batch always makes progress.
+            if stopping() or (tried and time.monotonic() > deadline):
                 break
             pending, dropped = recipients[email.id]
             # Counted before the attempt: if it raises, the email's fate is unknown and its
@@ -430,8 +424,8 @@ def emails_record_accepted(*, acceptances: list[Acceptance]) -> None:
                 "claimed_until": None,
             },
         )
+    provider_message_ids_set(_provider_message_ids({a.email.id: a.reply for a in acceptances}))
     for acceptance in acceptances:
-        _remember_provider_message_id(email=acceptance.email, reply=acceptance.reply)
         logger.info(
             "Email %s: handed off to %d recipient(s): %s",
             acceptance.email.id,
@@ -528,9 +522,10 @@ def _deliver_claimed(
 def emails_requeue_stale(*, now: datetime | None = None) -> int:
     """Re-enqueue pending emails whose lease (or retry time) has passed, or that nobody claimed.
 
-    Covers a crashed worker, a task lost before reaching the broker and every scheduled retry. A
-    re-enqueued email whose first task is merely slow gets a second task, which does nothing: the
-    claim lets only one through. Returns the number of tasks enqueued.
+    Covers a crashed worker, a task lost before reaching the broker and every scheduled retry.
+    A task delivers a batch of the oldest due emails, so one task is queued per
+    ``DELIVERY_BATCH_SIZE`` of them. A re-enqueued email whose first task is merely slow is
+    still taken by one claim only. Returns the number of emails found due.
     """
     now = now or timezone.now()
     unclaimed_before = now - timedelta(seconds=UNCLAIMED_GRACE_SECONDS)
@@ -544,7 +539,7 @@ def emails_requeue_stale(*, now: datetime | None = None) -> int:
         .values_list("id", flat=True)[:SWEEP_BATCH]
     )
     ids = list(stale)
-    for email_id in ids:
+    for email_id in ids[:: settings.DELIVERY_BATCH_SIZE]:
         enqueue(DELIVER_TASK, email_id)
     if ids:
         logger.info("Re-enqueued %d pending email(s)", len(ids))

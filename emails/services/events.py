@@ -19,6 +19,7 @@ Python, so two workers recording events for the same email at once cannot undo e
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +30,8 @@ from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from emails.models import STATUS_RANK, Email, EmailEvent, EmailRecipient, Status
+
+logger = logging.getLogger(__name__)
 
 HARD_BOUNCE = "Hard bounce"
 SOFT_BOUNCE = "Soft bounce"
@@ -237,6 +240,28 @@ def per_email(values: dict[int, object], output_field: Field) -> RawSQL:
     return RawSQL(sql, params, output_field=output_field)  # noqa: S611
 
 
+def provider_message_ids_set(ids: dict[int, str]) -> None:
+    """Store, for each email id, the message id its provider (Amazon SES) gave it, unless it has
+    one: one UPDATE for all. An id another email already holds is left out and logged, never
+    raised: bookkeeping must not fail a hand-off or a callback that happened."""
+    ids = {email_id: provider_id[:255] for email_id, provider_id in ids.items()}
+    if not ids:
+        return
+    try:
+        with transaction.atomic():
+            Email.objects.filter(id__in=ids, provider_message_id__isnull=True).update(
+                provider_message_id=per_email(ids, CharField())
+            )
+        return
+    except IntegrityError:
+        if len(ids) == 1:
+            [(email_id, provider_id)] = ids.items()
+            logger.warning("Email %s: provider message id %s is taken", email_id, provider_id)
+            return
+    for email_id, provider_id in ids.items():
+        provider_message_ids_set({email_id: provider_id})
+
+
 @dataclass(frozen=True)
 class Acceptance:
     """The relay accepted ``email`` for all of ``recipients`` (its primary among them) ``at``."""
@@ -308,7 +333,8 @@ def email_open_record(*, email_id: int, at: datetime, user_agent: str = "") -> E
     a person from an image proxy or a security scanner. Returns None for an unknown email and
     when the email already has ``MAX_OPEN_EVENTS`` opens.
     """
-    email = Email.objects.filter(id=email_id).first()
+    # Only the id: the row's body can be large, and a pixel may be fetched many times.
+    email = Email.objects.filter(id=email_id).only("id").first()
     if email is None:
         return None
     opens = EmailEvent.objects.filter(email=email, type=EventType.OPENED)

@@ -1,8 +1,8 @@
 """The send pipeline after validation (SPEC §4 "Order of checks").
 
-The email is recorded UNSENT first, so that every refused send leaves a row explaining why
-(``error_code``); then the sender, recipient, content and file-type checks run in the reference's
-order, and a clean email is queued for delivery when the transaction commits.
+The sender, recipient, content and file-type checks run in the reference's order; the email is
+recorded UNSENT either way, so that every refused send leaves a row explaining why
+(``error_code``), and a clean email is queued for delivery when the transaction commits.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def _record(
     subject: str,
     html: str,
     idempotency_key: str | None,
+    error_code: str | None,
 ) -> Email:
     now = timezone.now()
     email = Email.objects.create(
@@ -75,6 +76,7 @@ def _record(
         html=html,
         # Its unique index is the last guard against a second email for one request.
         idempotency_key=idempotency_key,
+        error_code=error_code,
         created_at=now,
         updated_at=now,
     )
@@ -98,6 +100,7 @@ def _record(
 
 def _store_attachments(*, email: Email, payload: SendInput) -> None:
     inline = inline_positions(email.html)
+    rows = []
     for position, attachment in enumerate(payload.attachments):
         row = EmailAttachment(
             email=email,
@@ -109,7 +112,8 @@ def _store_attachments(*, email: Email, payload: SendInput) -> None:
             inline=position in inline,
         )
         row.file.save(str(position), attachment.upload, save=False)
-        row.save()
+        rows.append(row)
+    EmailAttachment.objects.bulk_create(rows)
 
 
 def email_send(*, api_key: ApiKey, payload: SendInput, idempotency_key: str | None = None) -> Email:
@@ -123,6 +127,9 @@ def email_send(*, api_key: ApiKey, payload: SendInput, idempotency_key: str | No
     subject = sanitise_subject(payload.subject)
     html = sanitise_body(payload.body)
 
+    rejection = _rejection(
+        api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
+    )
     with transaction.atomic():
         email = _record(
             api_key=api_key,
@@ -131,15 +138,9 @@ def email_send(*, api_key: ApiKey, payload: SendInput, idempotency_key: str | No
             subject=subject,
             html=html,
             idempotency_key=idempotency_key,
+            error_code=rejection[0] if rejection else None,
         )
-        rejection = _rejection(
-            api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
-        )
-        if rejection:
-            error_code, _ = rejection
-            Email.objects.filter(pk=email.pk).update(error_code=error_code)
-            email.error_code = error_code
-        else:
+        if not rejection:
             _store_attachments(email=email, payload=payload)
             email_enqueue(email=email)
 
@@ -151,7 +152,8 @@ def email_send(*, api_key: ApiKey, payload: SendInput, idempotency_key: str | No
 def _rejection(
     *, api_key: ApiKey, payload: SendInput, blacklisted: set[str], subject: str, html: str
 ) -> tuple[str, ApiError] | None:
-    """The first check after recording that refuses the email, in the reference's order."""
+    """The first check that refuses the email, in the reference's order, with the error_code
+    its row records."""
     sender_rejection = _sender_rejection(api_key=api_key, payload=payload)
     if sender_rejection:
         return sender_rejection

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import Actor
@@ -44,7 +44,12 @@ from emails import sns
 from emails.delivery.mime import EMAIL_ID_HEADER, make_message_id
 from emails.models import BlacklistEntry, Email, EmailEvent, EmailRecipient, Suppression
 from emails.services.blacklist import blacklist_add
-from emails.services.events import HARD_BOUNCE, SOFT_BOUNCE, event_record
+from emails.services.events import (
+    HARD_BOUNCE,
+    SOFT_BOUNCE,
+    event_record,
+    provider_message_ids_set,
+)
 from emails.services.suppressions import suppression_add
 
 logger = logging.getLogger(__name__)
@@ -227,15 +232,8 @@ def email_for_ses_mail(mail: dict) -> Email | None:
 
 
 def _remember_provider_message_id(*, email: Email, provider_id: object) -> None:
-    if not isinstance(provider_id, str) or not provider_id or email.provider_message_id:
-        return
-    try:
-        with transaction.atomic():
-            Email.objects.filter(id=email.id, provider_message_id__isnull=True).update(
-                provider_message_id=provider_id[:255]
-            )
-    except IntegrityError:
-        logger.warning("SES message id %s already belongs to another email", provider_id)
+    if isinstance(provider_id, str) and provider_id and not email.provider_message_id:
+        provider_message_ids_set({email.id: provider_id})
 
 
 def _side_effects(*, email: Email, recipient: EmailRecipient, observed: Observed) -> None:

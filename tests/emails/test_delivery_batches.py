@@ -194,3 +194,48 @@ def test_an_unexpected_error_mid_batch_records_what_went_out_and_releases_the_re
     third.refresh_from_db()
     assert (third.status, third.attempts, third.claimed_until) == (Status.UNSENT, 0, None)
     assert queued_email_ids() == [third.id]
+
+
+def test_a_provider_message_id_already_taken_never_fails_the_batch(smtp_peer, caplog):
+    ses_id = "0100018c9a3c5b0e-1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901-000000"
+    smtp_peer.handler.accepted_reply = f"250 Ok {ses_id}"  # the same id for every message
+    first, second = oldest_first(2)
+
+    deliver_email(first.id)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.provider_message_id) == (Status.ACCEPTED, ses_id)
+    assert (second.status, second.provider_message_id) == (Status.ACCEPTED, None)
+    assert f"Email {second.id}: provider message id {ses_id} is taken" in caplog.text
+
+
+def test_an_email_without_a_deliverable_primary_recipient_bounces_and_is_never_sent(smtp_peer):
+    email = EmailFactory(cc=["carol@example.com"])
+    EmailRecipient.objects.filter(email=email, kind="to").update(error_code="Error 400: x")
+
+    deliver_email(email.id)
+
+    assert smtp_peer.received == []
+    email.refresh_from_db()
+    assert (email.status, email.error_code, email.error_sub_type) == (
+        Status.BOUNCED,
+        "Hard bounce",
+        "No deliverable primary recipient",
+    )
+    assert email.claimed_until is None
+
+
+def test_a_batch_out_of_time_releases_the_rest(
+    smtp_peer, settings, django_capture_on_commit_callbacks
+):
+    settings.WORKER_TASK_TIMEOUT = 0  # every email after the first is past the time limit
+    first, second = oldest_first(2)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver_email(first.id)
+
+    assert [int(r.message["X-Postman-Email-Id"]) for r in smtp_peer.received] == [first.id]
+    second.refresh_from_db()
+    assert (second.status, second.attempts, second.claimed_until) == (Status.UNSENT, 0, None)
+    assert queued_email_ids() == [second.id]

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from emails.models import BlacklistEntry, Email, EmailEvent, EmailRecipient, Status
 from emails.services.delivery import (
+    emails_claim,
     emails_requeue_stale,
     retry_delay,
 )
@@ -245,7 +246,18 @@ def test_the_sweeper_requeues_expired_leases_and_emails_nobody_claimed():
     count = emails_requeue_stale(now=now)
 
     assert count == 2
-    assert sorted(queued_email_ids()) == sorted([expired.id, lost.id])
+    # One task per batch of due emails, named after the oldest; its claim takes both.
+    assert queued_email_ids() == [lost.id]
+    assert {expired.id, lost.id} <= {e.id for e in emails_claim(now=now, limit=25)}
+
+
+def test_the_sweeper_queues_one_task_per_batch_of_due_emails(settings):
+    settings.DELIVERY_BATCH_SIZE = 2
+    now = timezone.now()
+    due = [EmailFactory(created_at=now - timedelta(seconds=70 - i)) for i in range(5)]
+
+    assert emails_requeue_stale(now=now) == 5
+    assert queued_email_ids() == [due[0].id, due[2].id, due[4].id]
 
 
 def test_a_requeued_email_with_an_expired_lease_is_delivered_by_the_next_worker(smtp_peer):
