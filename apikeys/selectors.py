@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from django.db import connections
-from django.db.models import Field, Model, QuerySet
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from accounts.models import Agency, User
@@ -77,15 +77,16 @@ _KEY_SQL = (
 
 
 @cache
-def _key_lookup(alias: str) -> tuple[str, list[tuple[type[Model], list[Field], list[tuple]]]]:
-    """The SQL of ``apikey_by_digest`` and, per model, its fields with the ORM's converters."""
+def _key_lookup(alias: str) -> tuple[str, list[tuple[type[Model], list[str], list[tuple]]]]:
+    """The SQL of ``apikey_by_digest`` and, per model, its field names and each column with
+    the ORM's converters."""
     connection = connections[alias]
     quote = connection.ops.quote_name
     models = [ApiKey, Agency, User]
     parts, columns = [], []
     for model in models:
         table = model._meta.db_table
-        fields = list(model._meta.concrete_fields)
+        fields = model._meta.concrete_fields
         converters = []
         for field in fields:
             column = field.get_col(table)
@@ -96,7 +97,7 @@ def _key_lookup(alias: str) -> tuple[str, list[tuple[type[Model], list[Field], l
                 )
             )
             columns.append(f"{quote(table)}.{quote(field.column)}")
-        parts.append((model, fields, converters))
+        parts.append((model, [field.attname for field in fields], converters))
     sql = _KEY_SQL.format(
         columns=", ".join(columns),
         key=quote(ApiKey._meta.db_table),
@@ -123,14 +124,14 @@ def apikey_by_digest(digest: str) -> ApiKey | None:
         return None
     instances = []
     values = iter(row)
-    for model, fields, converters in parts:
+    for model, attnames, converters in parts:
         loaded = []
         for column, field_converters in converters:
             value = next(values)
             for converter in field_converters:
                 value = converter(value, column, connection)
             loaded.append(value)
-        instances.append(model.from_db(alias, [f.attname for f in fields], loaded))
+        instances.append(model.from_db(alias, attnames, loaded))
     key, agency, owner = instances
     key.agency, key.owner = agency, owner
     return key

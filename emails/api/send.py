@@ -12,14 +12,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 from rest_framework.exceptions import Throttled
-from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from emails.api import errors
 from emails.api.errors import ApiError
-from emails.api.parsers import BoundedFormParser, BoundedJSONParser
 from emails.api.send_input import parse_send_input
 from emails.api.serializers import EmailSerializer, ErrorSerializer
 from emails.ratelimit import ratelimit_hit
@@ -61,7 +59,7 @@ _error = OpenApiResponse(ErrorSerializer)
 
 
 class EmailSendApi(APIView):
-    parser_classes = [BoundedJSONParser, BoundedFormParser, MultiPartParser]
+    # JSON, urlencoded and multipart bodies: the REST_FRAMEWORK default parsers.
 
     @extend_schema(
         operation_id="send_email",

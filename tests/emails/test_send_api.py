@@ -457,6 +457,32 @@ def test_attachments_over_ten_mebibytes_together_are_too_large(api, verified_sen
     )
 
 
+def test_a_multipart_body_over_its_limit_is_refused_before_it_is_read(
+    api, verified_sender, monkeypatch
+):
+    monkeypatch.setattr("emails.api.send.MAX_MULTIPART_BYTES", 1024)
+    files = upload("notes.txt", b"x" * 2048)  # within every per-attachment limit
+    response = api.client.post(SEND, {**payload(), "from": SENDER, "attachments": files})
+
+    assert error(response) == (
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        {"code": "attachment_limit", "message": errors.ATTACHMENTS_TOO_LARGE},
+    )
+    assert not Email.objects.exists()
+
+
+def test_a_multipart_body_with_too_many_fields_is_malformed(api):
+    response = api.client.post(
+        SEND, {**payload(), "cc": [f"c{i}@example.com" for i in range(1001)]}
+    )
+
+    assert error(response) == (
+        HTTPStatus.BAD_REQUEST,
+        {"code": "malformed", "message": errors.MALFORMED},
+    )
+    assert not Email.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("name", "content"),
     [("virus.pdf", EXE), ("script.sh", b"#!/bin/sh\necho hi\n"), ("archive.zip", b"PK\x03\x04")],

@@ -9,6 +9,7 @@ from http import HTTPStatus
 
 import pytest
 from django.core.cache import cache
+from django.db import OperationalError
 
 from accounts.models import AuditEvent
 from emails.delivery.mime import make_message_id
@@ -708,3 +709,28 @@ def test_get_is_not_allowed(client, sns):
     assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
     assert response["Allow"] == "POST"
     assert response.json()["code"] == "method_not_allowed"
+
+
+def test_a_body_over_the_limit_is_refused_before_anything_is_parsed(client, sns, monkeypatch):
+    monkeypatch.setattr("emails.api.callbacks.MAX_BODY_BYTES", 100)
+    envelope = {"Type": "Notification", "Message": "x" * 200}
+
+    response = post(client, envelope)
+
+    assert response.status_code == 400
+    assert response.json() == {"code": "malformed", "message": "Request body too large"}
+
+
+def test_the_database_unavailable_is_503_so_that_sns_retries(deliver, monkeypatch):
+    email = accepted_email()
+
+    def unavailable(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("emails.api.callbacks.sns_message_handle", unavailable)
+
+    response = deliver(delivery_event(email))
+
+    assert response.status_code == 503
+    assert response.json() == {"code": "unavailable", "message": "Try again later"}
+    assert recipient(email).status == Status.ACCEPTED
