@@ -73,19 +73,21 @@ class AgencyAdmin(StaffAuditedAdmin):
 
     @admin.action(description="Suspend selected agencies (their API keys get 403)")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Agency]) -> None:
-        changed = sum(
-            agency_set_active(agency=agency, is_active=False, actor=actor_of(request))
-            for agency in queryset
-        )
-        self.message_user(request, f"Suspended {changed} agencies.", messages.SUCCESS)
+        self._set_active(request, queryset, is_active=False, done="Suspended")
 
     @admin.action(description="Reactivate selected agencies")
     def reactivate(self, request: HttpRequest, queryset: QuerySet[Agency]) -> None:
+        self._set_active(request, queryset, is_active=True, done="Reactivated")
+
+    def _set_active(
+        self, request: HttpRequest, queryset: QuerySet[Agency], *, is_active: bool, done: str
+    ) -> None:
+        actor = actor_of(request)
         changed = sum(
-            agency_set_active(agency=agency, is_active=True, actor=actor_of(request))
+            agency_set_active(agency=agency, is_active=is_active, actor=actor)
             for agency in queryset
         )
-        self.message_user(request, f"Reactivated {changed} agencies.", messages.SUCCESS)
+        self.message_user(request, f"{done} {changed} agencies.", messages.SUCCESS)
 
 
 class StaffUserCreationForm(AdminUserCreationForm):

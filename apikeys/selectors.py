@@ -66,10 +66,6 @@ def apikey_rows(*, user: User, now: datetime | None = None) -> list[KeyRow]:
     return sorted(rows, key=lambda row: order[row.state])
 
 
-def apikey_row(key: ApiKey, now: datetime | None = None) -> KeyRow:
-    return _row(key, now or timezone.now())
-
-
 _KEY_SQL = (
     "SELECT {columns} FROM {key} JOIN {agency} ON {agency}.id = {key}.agency_id"
     " JOIN {owner} ON {owner}.id = {key}.owner_id WHERE {key}.digest = %s"

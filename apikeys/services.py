@@ -133,8 +133,9 @@ def apikey_create(
 @transaction.atomic
 def apikey_rotate(*, key: ApiKey, grace: timedelta, actor: Actor | None = None) -> CreatedKey:
     """Issue a successor with the same label, scopes and contacts; the old key keeps working
-    for ``grace`` (never longer than it would have anyway)."""
-    key = ApiKey.objects.select_for_update().select_related("owner").get(pk=key.pk)
+    for ``grace`` (never longer than it would have anyway). The returned key's ``predecessor``
+    is the old key as it now is."""
+    key = ApiKey.objects.select_for_update().select_related("owner", "agency").get(pk=key.pk)
     if key.revoked_at is not None:
         raise ValidationError("A revoked key cannot be rotated.")
     if ApiKey.objects.filter(predecessor=key).exists():

@@ -17,9 +17,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.decorators import portal_login_required
 from accounts.http import actor_of
-from apikeys.forms import GRACE_LABELS, ContactsForm, KeyCreateForm, RotateForm
+from apikeys.forms import ContactsForm, KeyCreateForm, RotateForm
 from apikeys.models import ApiKey
-from apikeys.selectors import apikey_get_for, apikey_row, apikey_rows
+from apikeys.selectors import apikey_get_for, apikey_rows
 from apikeys.services import (
     GRACE_PERIODS,
     CreatedKey,
@@ -119,7 +119,6 @@ def key_contacts_view(request: HttpRequest, key_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def key_rotate_view(request: HttpRequest, key_id: int) -> HttpResponse:
     key = _key_or_404(request, key_id)
-    row = apikey_row(key)
     if request.method == "POST":
         form = RotateForm(request.POST)
         if form.is_valid():
@@ -132,11 +131,10 @@ def key_rotate_view(request: HttpRequest, key_id: int) -> HttpResponse:
             except ValidationError as error:
                 form.add_error(None, error)
             else:
-                key.refresh_from_db()
-                return _render_created(request, created, rotated_from=key)
+                return _render_created(request, created, rotated_from=created.key.predecessor)
     else:
         form = RotateForm()
-    context = {"nav": "keys", "key": key, "row": row, "form": form, "grace_labels": GRACE_LABELS}
+    context = {"nav": "keys", "key": key, "form": form}
     return render(request, "apikeys/rotate.html", context)
 
 
@@ -150,5 +148,4 @@ def key_revoke_view(request: HttpRequest, key_id: int) -> HttpResponse:
             request, f"“{key.label}” (…{key.last_five}) is revoked: it no longer authenticates."
         )
         return redirect("keys")
-    context = {"nav": "keys", "key": key, "row": apikey_row(key)}
-    return render(request, "apikeys/revoke.html", context)
+    return render(request, "apikeys/revoke.html", {"nav": "keys", "key": key})

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Q
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -19,6 +20,15 @@ ADDRESS_RE = re.compile(rf"^(?P<local>{_ATOM}(?:\.{_ATOM})*)@(?P<domain>(?:{_LAB
 _NAME_ADDR_RE = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<address>[^<>]*)>\s*$")
 _SPECIALS = set('()<>@,;:\\".[]')
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def address_match(field: str, term: str) -> Q:
+    """A search for ``term`` in an address ``field``: a whole address is an exact match,
+    anything else a prefix ("alice", "alice@hdb"). Both are served by a btree index."""
+    term = term.strip().lower()
+    if is_valid_address(term):
+        return Q(**{field: term})
+    return Q(**{f"{field}__startswith": term})
 
 
 def is_valid_address(value: str) -> bool:

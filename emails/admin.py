@@ -25,8 +25,8 @@ from accounts.addresses import normalise_address
 from accounts.admin_support import CappedCountPaginator, ReadOnlyAdminMixin
 from accounts.http import actor_of
 from emails import admin_senders  # noqa: F401  (registers the sender admin)
-from emails.addresses import is_valid_address
-from emails.csv_addresses import CsvFileError, csv_lines
+from emails.addresses import address_match
+from emails.csv_addresses import CsvFileError
 from emails.models import BlacklistEntry, Email, EmailEvent, EmailRecipient, Suppression
 from emails.services.blacklist import (
     blacklist_add,
@@ -34,17 +34,9 @@ from emails.services.blacklist import (
     blacklist_import_csv,
     blacklist_remove,
 )
-from emails.services.suppressions import suppression_remove
+from emails.services.suppressions import suppression_remove, suppressions_export_csv
 
 _ID = re.compile(r"[0-9]{1,18}")
-
-
-def _address_search(queryset: QuerySet, field: str, term: str) -> QuerySet:
-    """A whole address → exact match; part of one → prefix match. Both use a btree index."""
-    term = term.strip().lower()
-    if is_valid_address(term):
-        return queryset.filter(**{field: term})
-    return queryset.filter(**{f"{field}__startswith": term})
 
 
 def _csv_response(lines, filename: str) -> StreamingHttpResponse:
@@ -56,20 +48,11 @@ def _csv_response(lines, filename: str) -> StreamingHttpResponse:
 # --- emails -----------------------------------------------------------------------------------
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
 
 class EmailRecipientInline(ReadOnlyInline):
@@ -194,7 +177,7 @@ class EmailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if _ID.fullmatch(term):
             return queryset.filter(pk=int(term)), False
         if "@" in term:
-            return _address_search(queryset, "recipient", term), False
+            return queryset.filter(address_match("recipient", term)), False
         return queryset.filter(tag=term), False
 
     @admin.display(description="recipient on a block list?")
@@ -255,7 +238,7 @@ class RemoveWithReasonAdmin(admin.ModelAdmin):
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         if not search_term.strip():
             return queryset, False
-        return _address_search(queryset, "address", search_term), False
+        return queryset.filter(address_match("address", search_term)), False
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
@@ -458,13 +441,4 @@ class SuppressionAdmin(RemoveWithReasonAdmin):
         )
 
     def export_lines(self, queryset: QuerySet[Suppression]):
-        rows = queryset.order_by("agency_id", "address").values_list(
-            "agency__name", "address", "source", "reason", "created_at", "created_by__email"
-        )
-        return csv_lines(
-            ("agency", "address", "source", "reason", "created_at", "created_by"),
-            (
-                (agency, address, source, reason, created_at.isoformat(), created_by or "")
-                for agency, address, source, reason, created_at, created_by in rows.iterator()
-            ),
-        )
+        return suppressions_export_csv(entries=queryset)

@@ -208,6 +208,24 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterat
         yield writer.writerow([_safe_cell(value) for value in row])
 
 
+EXPORT_HEADER = ("address", "source", "reason", "created_at", "created_by")
+
+
+def entries_csv(entries: models.QuerySet, *, with_agency: bool = False) -> Iterator[str]:
+    """Blacklist or suppression ``entries`` as CSV lines, in the format the imports read back;
+    ``with_agency`` puts the agency's name first (staff's export across agencies)."""
+    agency = ("agency__name",) if with_agency else ()
+    rows = (
+        entries.order_by(*("agency_id",) * with_agency, "address")
+        .values_list(*agency, "address", "source", "reason", "created_at", "created_by__email")
+        .iterator(chunk_size=2000)
+    )
+    return csv_lines(
+        ("agency",) * with_agency + EXPORT_HEADER,
+        ((*row[:-2], row[-2].isoformat(), row[-1] or "") for row in rows),
+    )
+
+
 def existing_addresses(listed: models.QuerySet, parsed: ParsedCsv) -> set[str]:
     """Which of the file's addresses ``listed`` (a queryset with an ``address`` column)
     already holds, looked up in chunks so a 50,000-row file stays within query limits."""

@@ -13,6 +13,16 @@ from emails.models import SenderDomain, VerifiedSender
 SENDING_STATUSES = (SenderDomain.Status.VERIFIED, SenderDomain.Status.FAILING)
 
 
+def domain_sending_for_another_agency(*, domain: str, agency_id: int) -> bool:
+    """Whether another agency sends from ``domain`` (verified, or failing in its grace period):
+    a domain belongs to one agency at a time."""
+    return (
+        SenderDomain.objects.filter(domain=domain, status__in=SENDING_STATUSES)
+        .exclude(agency_id=agency_id)
+        .exists()
+    )
+
+
 @dataclass(frozen=True)
 class FromStanding:
     # The agency may send from the address: verified itself, or on a verified (or failing, in

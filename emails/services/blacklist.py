@@ -16,15 +16,13 @@ from emails.csv_addresses import (
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_ROWS,
     ImportReport,
-    csv_lines,
+    entries_csv,
     existing_addresses,
     import_and_audit,
     parse_addresses,
     split_existing,
 )
 from emails.models import BlacklistEntry
-
-EXPORT_HEADER = ("address", "source", "reason", "created_at", "created_by")
 
 
 @transaction.atomic
@@ -122,20 +120,7 @@ def blacklist_import_csv(
 
 def blacklist_export_csv(*, entries: QuerySet[BlacklistEntry] | None = None) -> Iterator[str]:
     """The blacklist (or ``entries`` of it) as CSV lines; the import reads this format back."""
-    if entries is None:
-        entries = BlacklistEntry.objects.all()
-    rows = (
-        entries.order_by("address")
-        .values_list("address", "source", "reason", "created_at", "created_by__email")
-        .iterator(chunk_size=2000)
-    )
-    return csv_lines(
-        EXPORT_HEADER,
-        (
-            (address, source, reason, created_at.isoformat(), created_by or "")
-            for address, source, reason, created_at, created_by in rows
-        ),
-    )
+    return entries_csv(BlacklistEntry.objects.all() if entries is None else entries)
 
 
 def blacklist_addresses() -> Iterator[str]:

@@ -32,7 +32,7 @@ from emails.addresses import default_from_mailbox, is_valid_address
 from emails.dns import DnsUnavailable, make_resolver, txt_records
 from emails.models import SenderDomain
 from emails.queue import enqueue
-from emails.sender_selectors import SENDING_STATUSES
+from emails.sender_selectors import domain_sending_for_another_agency
 from emails.services.system import email_send_system
 
 logger = logging.getLogger(__name__)
@@ -151,14 +151,6 @@ def _audit(*, actor: Actor, action: str, domain: SenderDomain, details: dict | N
     audit_record(actor=actor, action=action, agency=domain.agency, target=domain, details=details)
 
 
-def _taken_by_another_agency(*, domain: str, agency_id: int) -> bool:
-    return (
-        SenderDomain.objects.filter(domain=domain, status__in=SENDING_STATUSES)
-        .exclude(agency_id=agency_id)
-        .exists()
-    )
-
-
 def sender_domain_add(*, agency: Agency, domain: str, actor: Actor) -> SenderDomain:
     """Add ``domain`` for ``agency`` with a new ownership token and DKIM key pair (PENDING).
 
@@ -171,7 +163,7 @@ def sender_domain_add(*, agency: Agency, domain: str, actor: Actor) -> SenderDom
         raise SenderDomainError("This is the service's own sending domain.")
     if SenderDomain.objects.filter(agency=agency, domain=name).exists():
         raise SenderDomainError(f"{name} has already been added.")
-    if _taken_by_another_agency(domain=name, agency_id=agency.pk):
+    if domain_sending_for_another_agency(domain=name, agency_id=agency.pk):
         raise SenderDomainError(f"{name} is already verified by another agency.")
 
     now = timezone.now()
@@ -290,7 +282,7 @@ def _apply_transition(row: SenderDomain, *, now: datetime) -> str | None:
             return None
         if row.status == Status.SUSPENDED and row.failing_since is None:
             return None  # suspended by staff: only staff lift it
-        if row.status != Status.FAILING and _taken_by_another_agency(
+        if row.status != Status.FAILING and domain_sending_for_another_agency(
             domain=row.domain, agency_id=row.agency_id
         ):
             return None
@@ -431,7 +423,7 @@ def sender_domain_approve(*, domain: SenderDomain, actor: Actor) -> SenderDomain
         )
         if row.status == Status.VERIFIED:
             return row
-        if _taken_by_another_agency(domain=row.domain, agency_id=row.agency_id):
+        if domain_sending_for_another_agency(domain=row.domain, agency_id=row.agency_id):
             raise SenderDomainError(f"{row.domain} is already verified by another agency.")
         previous = row.status
         row.status = Status.VERIFIED

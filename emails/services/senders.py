@@ -16,8 +16,8 @@ from accounts.addresses import domain_of, normalise_address
 from accounts.audit import Actor, audit_record
 from accounts.models import Agency, AgencyDomain, AuditEvent
 from emails.addresses import default_from_addresses
-from emails.models import SenderDomain, VerifiedSender
-from emails.sender_selectors import SENDING_STATUSES
+from emails.models import VerifiedSender
+from emails.sender_selectors import domain_sending_for_another_agency
 from emails.services.system import email_send_system
 
 
@@ -140,14 +140,6 @@ def confirmation_agency() -> Agency:
     return agency
 
 
-def _domain_held_by_another_agency(*, address: str, agency: Agency) -> bool:
-    return (
-        SenderDomain.objects.filter(domain=domain_of(address), status__in=SENDING_STATUSES)
-        .exclude(agency=agency)
-        .exists()
-    )
-
-
 def sender_address_add(*, agency: Agency, address: str, actor: Actor) -> VerifiedSender:
     """Ask to verify ``address`` for ``agency``: email it a confirmation link (48 h, single use).
 
@@ -162,7 +154,7 @@ def sender_address_add(*, agency: Agency, address: str, actor: Actor) -> Verifie
         raise SenderAddressError("Enter a valid email address, like noreply@agency.gov.sg.")
     if address in default_from_addresses():
         raise SenderAddressError(f"{address} is the service's default sender.")
-    if _domain_held_by_another_agency(address=address, agency=agency):
+    if domain_sending_for_another_agency(domain=domain_of(address), agency_id=agency.pk):
         raise SenderAddressError(
             f"The domain of {address} is verified by another agency on this service."
         )

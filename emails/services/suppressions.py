@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 
 from django.db import connections, transaction
+from django.db.models import QuerySet
 
 from accounts.addresses import normalise_address
 from accounts.audit import Actor, audit_record
@@ -19,16 +20,13 @@ from accounts.models import Agency
 from emails.csv_addresses import (
     ALREADY_SUPPRESSED,
     ImportReport,
-    csv_lines,
+    entries_csv,
     existing_addresses,
     import_and_audit,
     parse_addresses,
     split_existing,
 )
 from emails.models import BlacklistEntry, Suppression
-
-EXPORT_HEADER = ("address", "source", "reason", "created_at", "created_by")
-
 
 _BLOCKED_SQL = (
     "SELECT address FROM {blacklist} WHERE address IN ({placeholders})"
@@ -150,18 +148,11 @@ def suppressions_import_csv(
     )
 
 
-def suppressions_export_csv(*, agency: Agency) -> Iterator[str]:
-    """The agency's whole list as CSV lines (the import reads this format back)."""
-    rows = (
-        Suppression.objects.filter(agency=agency)
-        .order_by("address")
-        .values_list("address", "source", "reason", "created_at", "created_by__email")
-        .iterator(chunk_size=2000)
-    )
-    return csv_lines(
-        EXPORT_HEADER,
-        (
-            (address, source, reason, created_at.isoformat(), created_by or "")
-            for address, source, reason, created_at, created_by in rows
-        ),
-    )
+def suppressions_export_csv(
+    *, agency: Agency | None = None, entries: QuerySet[Suppression] | None = None
+) -> Iterator[str]:
+    """The agency's whole list as CSV lines (the import reads this format back); or, for staff,
+    ``entries`` of any agencies, each line led by its agency's name."""
+    if entries is None:
+        return entries_csv(Suppression.objects.filter(agency=agency))
+    return entries_csv(entries, with_agency=True)

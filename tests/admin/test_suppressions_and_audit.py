@@ -29,6 +29,25 @@ def test_staff_see_every_agency_list_and_filter_by_agency(staff_client, agency):
     assert "ours@example.com" in filtered and "theirs@example.com" not in filtered
 
 
+def test_staff_export_selected_entries_with_their_agency_first(staff_client, agency):
+    other = AgencyFactory(name="Manpower")
+    ours = suppress(agency, "ours@example.com", reason="asked")
+    theirs = suppress(other, "theirs@example.com")
+    suppress(other, "left@example.com")
+
+    response = staff_client.post(
+        SUPPRESSIONS,
+        {"action": "export_selected", "_selected_action": [ours.pk, theirs.pk], "index": "0"},
+    )
+
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert lines[0] == "agency,address,source,reason,created_at,created_by"
+    assert [line.split(",")[:4] for line in lines[1:]] == [
+        [agency.name, "ours@example.com", "admin", "asked"],
+        ["Manpower", "theirs@example.com", "admin", ""],
+    ]
+
+
 def test_suppressions_are_read_only_for_staff(staff_client, agency):
     entry = suppress(agency, "a@example.com")
 

@@ -67,7 +67,7 @@ class Command(BaseCommand):
             created = apikey_rotate(key=key, grace=GRACE_PERIODS[options["grace"]])
         except ValidationError as error:
             raise CommandError(error.messages[0]) from None
-        key.refresh_from_db()
+        key = created.key.predecessor
         self.stdout.write(
             f"Rotated key {key.pk} ({key.label}); it stops working at "
             f"{key.valid_until.isoformat()}. New key id {created.key.pk}:"
