@@ -6,7 +6,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from apikeys.services import apikey_create
+from emails.delivery import smtp
 from tests.factories import AgencyFactory, UserFactory
+from tests.smtp_peer import SmtpPeer
 
 
 @dataclass
@@ -28,6 +30,25 @@ def _keyed_client(user, **key_options) -> KeyedClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {created.plaintext}")
     return KeyedClient(client=client, user=user, key=created.key, plaintext=created.plaintext)
+
+
+@pytest.fixture
+def smtp_peer(settings):
+    """A running SMTP peer that the delivery settings point at, with a fresh relay connection."""
+    peer = SmtpPeer()
+    peer.start()
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = peer.port
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 5
+    # The worker's connection is module-level: never carry one over from another test.
+    smtp.close_connection()
+    yield peer
+    smtp.close_connection()
+    peer.stop()
 
 
 @pytest.fixture

@@ -25,17 +25,6 @@ def limited_staff(db) -> User:
 
 
 @pytest.fixture
-def relay(settings):
+def relay(smtp_peer):
     """A real SMTP peer as the relay, which can be told to refuse a recipient."""
-    from emails.delivery import smtp
-    from tests.smtp_peer import SmtpPeer
-
-    peer = SmtpPeer()
-    peer.start()
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", peer.port
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    smtp.close_connection()
-    yield peer
-    smtp.close_connection()
-    peer.stop()
+    return smtp_peer

@@ -13,10 +13,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from accounts.login import LOGIN_CODE_TAG
-from emails.delivery import smtp
 from emails.models import Email
 from emails.services.delivery import email_deliver
-from tests.smtp_peer import SmtpPeer
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("transactional_db")]
 
@@ -24,17 +22,9 @@ CODE_RE = re.compile(r"<b>([A-Z0-9]{6})</b>")
 
 
 @pytest.fixture
-def relay(settings):
+def relay(smtp_peer):
     """The SMTP relay the delivery step hands the email to."""
-    peer = SmtpPeer()
-    peer.start()
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", peer.port
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    smtp.close_connection()
-    yield peer
-    smtp.close_connection()
-    peer.stop()
+    return smtp_peer
 
 
 def login_code_for(address: str) -> str:

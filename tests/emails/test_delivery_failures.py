@@ -88,6 +88,45 @@ def test_5xx_to_data_bounces_the_email_without_blacklisting_anyone(smtp_peer):
     assert not BlacklistEntry.objects.exists()
 
 
+def test_4xx_to_data_schedules_a_retry_without_bouncing_or_blacklisting(smtp_peer):
+    smtp_peer.handler.data_reply = "451 4.3.0 Try again later"
+    email = EmailFactory()
+
+    deliver_email(email.id)
+
+    email.refresh_from_db()
+    assert (email.status, email.error_code) == (Status.UNSENT, None)
+    assert email.last_smtp_response == "451 4.3.0 Try again later"
+    assert email.claimed_until > timezone.now()
+    assert not BlacklistEntry.objects.exists()
+
+
+def test_5xx_to_mail_from_bounces_the_email_without_blacklisting_anyone(smtp_peer):
+    smtp_peer.handler.mail_reply = "550 5.7.1 Sender rejected"
+    email = EmailFactory()
+
+    deliver_email(email.id)
+
+    email.refresh_from_db()
+    assert (email.status, email.error_code) == (Status.BOUNCED, "Hard bounce")
+    assert email.error_sub_type == "550 5.7.1 Sender rejected"
+    assert smtp_peer.received == []
+    assert not BlacklistEntry.objects.exists()
+
+
+def test_a_relay_login_that_fails_is_retried_not_bounced(smtp_peer, settings):
+    settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "user", "secret"
+    email = EmailFactory()
+
+    deliver_email(email.id)
+
+    email.refresh_from_db()
+    assert (email.status, email.error_code) == (Status.UNSENT, None)
+    # The peer offers no AUTH: what an operator sees is why the login failed.
+    assert email.last_smtp_response.startswith("SMTPNotSupportedError")
+    assert email.claimed_until > timezone.now()
+
+
 def test_4xx_for_the_primary_schedules_a_retry_and_keeps_the_email_unsent(smtp_peer):
     smtp_peer.refuse_rcpt("busy@example.com", "451 4.3.0 Try again later")
     email = EmailFactory(recipient="busy@example.com")

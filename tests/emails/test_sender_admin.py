@@ -75,6 +75,7 @@ def test_approval_is_refused_when_another_agency_holds_the_domain(staff_client, 
     assert "already verified by another agency" in response.text
     domain.refresh_from_db()
     assert domain.status == SenderDomain.Status.PENDING
+    claim.refresh_from_db()
     assert claim.status == SenderDomain.Status.VERIFIED
 
 

@@ -310,7 +310,18 @@ def test_an_outsider_cannot_touch_the_agencys_keys(
 def test_a_member_manages_their_own_key(teammate_client, teammate_key, method, action, data):
     response = getattr(teammate_client, method)(f"/keys/{teammate_key.pk}/{action}", data)
 
-    assert response.status_code in (HTTPStatus.OK, HTTPStatus.FOUND)
+    teammate_key.refresh_from_db()
+    if method == "get":
+        assert response.status_code == HTTPStatus.OK
+    elif action == "contacts":
+        assert response.status_code == HTTPStatus.FOUND
+        assert teammate_key.contacts == ["x@hdb.gov.sg"]
+    elif action == "rotate":
+        assert response.status_code == HTTPStatus.OK  # the new key is shown once
+        assert ApiKey.objects.filter(predecessor=teammate_key).exists()
+    else:
+        assert response.status_code == HTTPStatus.FOUND
+        assert teammate_key.revoked_at is not None
 
 
 def test_an_admin_manages_a_members_key(owner_client, teammate_key):
