@@ -116,6 +116,14 @@ else:
     # One "SELECT 1" per request before a reused connection (docs/performance.md has its cost);
     # it turns a connection lost to a database restart into a reconnect instead of a 500.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
+    # Parameters sent apart from the SQL, and statements a connection runs five times prepared:
+    # PostgreSQL then skips parsing and planning them on every request (docs/performance.md).
+    # Turn off behind a connection pooler that cannot keep prepared statements (PgBouncer in
+    # transaction mode before 1.21, or without max_prepared_statements).
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=5
+        )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

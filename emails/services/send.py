@@ -2,11 +2,12 @@
 
 The sender, recipient, content and file-type checks run in the reference's order; the email is
 recorded UNSENT either way, so that every refused send leaves a row explaining why
-(``error_code``), and a clean email is queued for delivery when the transaction commits.
+(``error_code``), and a clean email is queued for delivery once it is committed.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from http import HTTPStatus
 
 from django.conf import settings
@@ -24,6 +25,7 @@ from emails.sanitise import sanitise_body, sanitise_subject
 from emails.sender_selectors import from_address_standing
 from emails.services.delivery import email_enqueue
 from emails.services.suppressions import blocked_addresses
+from postman_email.inserts import insert_with_children
 
 ERROR_BLACKLISTED = "Error 400: Blacklisted recipient"
 ERROR_EMPTY = "Error 400: Email subject and/or body empty after removing invalid HTML tags"
@@ -58,7 +60,7 @@ def _record(
     error_code: str | None,
 ) -> Email:
     now = timezone.now()
-    email = Email.objects.create(
+    email = Email(
         agency_id=api_key.agency_id,
         api_key=api_key,
         mode=api_key.mode,
@@ -87,18 +89,19 @@ def _record(
             rows.setdefault(
                 address,
                 EmailRecipient(
-                    email=email,
                     kind=kind,
                     address=address,
                     error_code=ERROR_BLACKLISTED if address in blacklisted else None,
                     updated_at=now,
                 ),
             )
-    EmailRecipient.objects.bulk_create(rows.values())
+    insert_with_children(email, list(rows.values()), fk_name="email")
     return email
 
 
 def _store_attachments(*, email: Email, payload: SendInput) -> None:
+    if not payload.attachments:
+        return
     inline = inline_positions(email.html)
     rows = []
     for position, attachment in enumerate(payload.attachments):
@@ -130,7 +133,9 @@ def email_send(*, api_key: ApiKey, payload: SendInput, idempotency_key: str | No
     rejection = _rejection(
         api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
     )
-    with transaction.atomic():
+    # The email and its recipients are one statement; files and attachment rows must commit with
+    # them or not at all.
+    with transaction.atomic() if payload.attachments else nullcontext():
         email = _record(
             api_key=api_key,
             payload=payload,
