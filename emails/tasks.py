@@ -5,7 +5,7 @@ from __future__ import annotations
 from emails.services import delivery
 
 
-def deliver_email(email_id: int) -> None:
+def deliver_email(email_id: int | None = None) -> None:
     delivery.email_deliver(email_id=email_id)
 
 

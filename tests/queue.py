@@ -12,6 +12,7 @@ from django_q.brokers.redis_broker import Redis
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
+from emails.queue import pending_key
 from emails.services.delivery import DELIVER_TASK
 
 
@@ -30,10 +31,19 @@ def queued_tasks() -> list[dict]:
     return [SignedPackage.loads(package) for package in packages]
 
 
-def queued_email_ids() -> list[int]:
-    return [task["args"][0] for task in queued_tasks() if task["func"] == DELIVER_TASK]
+def queued_email_ids() -> list[int | None]:
+    """The email of each queued delivery task; None for a full batch's successor."""
+    return [
+        task["args"][0] if task["args"] else None
+        for task in queued_tasks()
+        if task["func"] == DELIVER_TASK
+    ]
 
 
 def purge_queue() -> None:
-    """Empty the queue. Needed with Redis only: it is not rolled back with the test database."""
-    get_broker().purge_queue()
+    """Empty the queue, and forget any task said to be pending. Needed with Redis only: it is
+    not rolled back with the test database."""
+    broker = get_broker()
+    broker.purge_queue()
+    if isinstance(broker, Redis):
+        broker.connection.delete(pending_key(broker, DELIVER_TASK))

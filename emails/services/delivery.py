@@ -37,7 +37,7 @@ from emails.delivery.mime import build_message, make_message_id
 from emails.delivery.shutdown import sigterm_deferred
 from emails.dkim import dkim_sign_built
 from emails.models import BlacklistEntry, Email, EmailAttachment, EmailEvent, EmailRecipient, Status
-from emails.queue import enqueue
+from emails.queue import enqueue, enqueue_unless_pending, task_started
 from emails.services.blacklist import blacklist_add
 from emails.services.events import (
     HARD_BOUNCE,
@@ -78,12 +78,14 @@ def _pending() -> Q:
 def email_enqueue(*, email: Email) -> None:
     """Queue the hand-off of ``email`` once the current transaction commits.
 
-    Only the id is queued: the worker reads the row, so it never acts on a stale copy, and an
-    aborted request transaction never leaves a task behind for a row that does not exist. A task
-    lost between the commit and the broker is picked up by the sweeper (``emails_requeue_stale``).
+    A task is queued unless one is already waiting to start (``enqueue_unless_pending``): it
+    will claim this email with the others due. Only the id is queued, for the logs: the worker
+    reads the rows, so it never acts on a stale copy, and an aborted request transaction never
+    leaves a task behind for a row that does not exist. A task lost between the commit and the
+    broker is made up for by the sweeper (``emails_requeue_stale``).
     """
     email_id = email.id
-    transaction.on_commit(lambda: enqueue(DELIVER_TASK, email_id))
+    transaction.on_commit(lambda: enqueue_unless_pending(DELIVER_TASK, email_id))
 
 
 _CLAIM_SQL = (
@@ -319,20 +321,27 @@ class _Outcome(enum.Enum):
     RELAY_FAILING = "relay failing"  # deferred; the rest of the batch would fail the same way
 
 
-def email_deliver(*, email_id: int) -> None:
-    """The body of the ``deliver_email`` task queued for ``email_id``: deliver a batch of the
-    oldest due emails (``email_id`` among them unless an earlier batch took it or it is not
-    due), at most ``DELIVERY_BATCH_SIZE``.
+def email_deliver(*, email_id: int | None = None) -> None:
+    """The body of the ``deliver_email`` task (queued for ``email_id``, or to go on with a full
+    batch's successors): deliver a batch of the oldest due emails, at most
+    ``DELIVERY_BATCH_SIZE``, the task's own among them unless an earlier batch took it.
+
+    A full batch first queues a task for the next one, so that every worker process has a batch
+    while the backlog lasts; one that finds less than a full batch is the last, until the next
+    send queues a task.
 
     A SIGTERM that arrives meanwhile waits until the email in hand is handed off and recorded,
     or, if it comes before the relay took anything, until the rest of the batch is released
     (``shutdown.py``).
     """
     with sigterm_deferred() as stopping:
+        task_started(DELIVER_TASK)
         batch = emails_claim(now=timezone.now(), limit=settings.DELIVERY_BATCH_SIZE)
         if not batch:
             logger.debug("Task of email %s: no email is due, nothing to do", email_id)
             return
+        if len(batch) == settings.DELIVERY_BATCH_SIZE:
+            enqueue_unless_pending(DELIVER_TASK)
         _deliver_batch(batch, stopping=stopping)
 
 
