@@ -55,3 +55,19 @@ def test_repeated_sends_reuse_the_prepared_insert(api):
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         statements = [statement for (statement,) in cursor.fetchall()]
     assert any('INSERT INTO "emails_email"' in statement for statement in statements)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's storage")
+def test_the_large_email_columns_are_compressed_with_lz4_and_redundant_indexes_are_gone(db):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, attcompression FROM pg_attribute"
+            " WHERE attrelid = 'emails_email'::regclass AND attname IN ('html', 'params')"
+        )
+        assert dict(cursor.fetchall()) == {"html": "l", "params": "l"}
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes"
+            " WHERE tablename IN ('emails_email', 'emails_emailrecipient')"
+        )
+        definitions = [definition for (definition,) in cursor.fetchall()]
+    assert not [d for d in definitions if d.endswith("(agency_id)") or d.endswith("(email_id)")]
