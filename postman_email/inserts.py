@@ -5,24 +5,25 @@ INSERT INTO child … SELECT … FROM parent, unnest(…)`` statement. A stateme
 own, so it needs no transaction: one round trip instead of four (BEGIN, two INSERTs, COMMIT),
 and no ORM insert compiled per call. The SQL is built once per pair of models from their
 metadata; each value is prepared by its field's own ``pre_save`` and ``get_db_prep_save``, as
-the ORM's insert prepares it. Other databases get the ORM's ``save`` and ``bulk_create`` in a
-transaction.
+the ORM's insert prepares it. A guard query (``unless``) may ride along in the same statement:
+when it finds rows, nothing is written. Other databases get the guard as a query of its own, then
+the ORM's ``save`` and ``bulk_create`` in a transaction.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 
 from django.db import connections, transaction
 from django.db.models import Field, Model
 
 _SQL = (
-    "WITH parent AS (INSERT INTO {parent} ({parent_columns}) VALUES ({parent_values})"
+    "WITH {guard}parent AS (INSERT INTO {parent} ({parent_columns}) SELECT {parent_values}{where}"
     " RETURNING {pk}),"
     " children AS (INSERT INTO {child} ({fk}, {child_columns})"
     " SELECT parent.{pk}, {child_values} FROM parent,"
     " unnest({arrays}) WITH ORDINALITY AS child({names}, position) ORDER BY child.position)"
-    " SELECT {pk} FROM parent"
+    " SELECT (SELECT {pk} FROM parent), {guard_rows}"
 )
 
 
@@ -35,15 +36,15 @@ def _inserted_fields(model: type[Model], *, skip: str | None = None) -> list[Fie
     ]
 
 
-def _array_type(field: Field, connection) -> str:
+def _cast_type(field: Field, connection) -> str:
     # Without the length modifier: an explicit cast to varchar(n) would truncate silently, while
     # the assignment to the column refuses an over-long value, as the ORM's insert does.
-    return field.db_type(connection).split("(")[0] + "[]"
+    return field.db_type(connection).split("(")[0]
 
 
-@cache
+@lru_cache(maxsize=256)
 def _statement(
-    parent_model: type[Model], child_model: type[Model], fk_name: str, alias: str
+    parent_model: type[Model], child_model: type[Model], fk_name: str, alias: str, guard: str
 ) -> tuple[str, list[Field], list[Field]]:
     connection = connections[alias]
     quote = connection.ops.quote_name
@@ -51,16 +52,19 @@ def _statement(
     child_fields = _inserted_fields(child_model, skip=fk_name)
     names = [f"c{index}" for index in range(len(child_fields))]
     sql = _SQL.format(
+        guard=f"guard AS ({guard}), " if guard else "",
         parent=quote(parent_model._meta.db_table),
         parent_columns=", ".join(quote(field.column) for field in parent_fields),
-        parent_values=", ".join(["%s"] * len(parent_fields)),
+        parent_values=", ".join(f"%s::{_cast_type(field, connection)}" for field in parent_fields),
+        where=" WHERE NOT EXISTS (SELECT FROM guard)" if guard else "",
         pk=quote(parent_model._meta.pk.column),
         child=quote(child_model._meta.db_table),
         fk=quote(child_model._meta.get_field(fk_name).column),
         child_columns=", ".join(quote(field.column) for field in child_fields),
         child_values=", ".join(f"child.{name}" for name in names),
-        arrays=", ".join(f"%s::{_array_type(field, connection)}" for field in child_fields),
+        arrays=", ".join(f"%s::{_cast_type(field, connection)}[]" for field in child_fields),
         names=", ".join(names),
+        guard_rows="ARRAY(SELECT * FROM guard)" if guard else "ARRAY[]::text[]",
     )
     return sql, parent_fields, child_fields
 
@@ -72,26 +76,50 @@ def _values(instance: Model, fields: list[Field], connection) -> list:
     ]
 
 
-def insert_with_children(parent: Model, children: list[Model], *, fk_name: str) -> None:
+def insert_with_children(
+    parent: Model,
+    children: list[Model],
+    *,
+    fk_name: str,
+    unless: tuple[str, list] | None = None,
+) -> list:
     """Insert ``parent`` and then ``children``, whose foreign key ``fk_name`` it fills.
 
-    ``parent`` gets its primary key, as ``save()`` would give it; ``children`` must not be
-    empty and are not given theirs (nothing reads them back)."""
+    ``unless`` is a query of one column and its parameters: when it finds rows, nothing is
+    written and their values are returned (in the same statement on PostgreSQL, so that the
+    common case, nothing found, costs no round trip of its own). Otherwise ``parent`` gets its
+    primary key, as ``save()`` would give it, and the result is empty. ``children`` must not be
+    empty and are not given their keys (nothing reads them back).
+    """
     alias = parent._meta.default_manager.db
     connection = connections[alias]
+    guard, guard_params = unless or ("", [])
     if connection.vendor != "postgresql":
+        if guard:
+            with connection.cursor() as cursor:
+                cursor.execute(guard, guard_params)
+                found = [value for (value,) in cursor.fetchall()]
+            if found:
+                return found
         with transaction.atomic(using=alias):
             parent.save(force_insert=True, using=alias)
             for child in children:
                 setattr(child, fk_name, parent)
             type(children[0]).objects.using(alias).bulk_create(children)
-        return
-    sql, parent_fields, child_fields = _statement(type(parent), type(children[0]), fk_name, alias)
+        return []
+    sql, parent_fields, child_fields = _statement(
+        type(parent), type(children[0]), fk_name, alias, guard
+    )
     columns = zip(*(_values(child, child_fields, connection) for child in children), strict=True)
+    params = [*guard_params, *_values(parent, parent_fields, connection), *map(list, columns)]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*_values(parent, parent_fields, connection), *map(list, columns)])
-        (parent.pk,) = cursor.fetchone()
+        cursor.execute(sql, params)
+        pk, found = cursor.fetchone()
+    if found:
+        return found
+    parent.pk = pk
     parent._state.adding = False
     parent._state.db = alias
     for child in children:
         setattr(child, fk_name, parent)
+    return []

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from emails.models import Email, EmailRecipient
 from postman_email.inserts import insert_with_children
+from tests.factories import BlacklistEntryFactory
 
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the one-statement insert is PostgreSQL's"
@@ -109,3 +110,48 @@ def test_an_over_long_child_value_is_refused_not_truncated(email):
 
     assert not Email.objects.exists()
     assert not EmailRecipient.objects.exists()
+
+
+def guard(*addresses: str) -> tuple[str, list]:
+    placeholders = ", ".join(["%s"] * len(addresses))
+    return f"SELECT address FROM emails_blacklistentry WHERE address IN ({placeholders})", [
+        *addresses
+    ]
+
+
+@pytest.mark.parametrize("vendor", [connection.vendor, "other"])
+def test_a_guard_that_finds_rows_writes_nothing_and_returns_them(email, monkeypatch, vendor):
+    monkeypatch.setattr(connection, "vendor", vendor)
+    BlacklistEntryFactory(address="second@example.com")
+
+    found = insert_with_children(
+        email,
+        recipients("first@example.com", "second@example.com"),
+        fk_name="email",
+        unless=guard("first@example.com", "second@example.com"),
+    )
+
+    assert found == ["second@example.com"]
+    assert email.pk is None
+    assert not Email.objects.exists() and not EmailRecipient.objects.exists()
+
+
+@pytest.mark.parametrize("vendor", [connection.vendor, "other"])
+def test_a_guard_that_finds_nothing_lets_the_rows_in(email, monkeypatch, vendor):
+    monkeypatch.setattr(connection, "vendor", vendor)
+    BlacklistEntryFactory(address="someone-else@example.com")
+
+    with CaptureQueriesContext(connection) as queries:
+        found = insert_with_children(
+            email,
+            recipients("first@example.com", "second@example.com"),
+            fk_name="email",
+            unless=guard("first@example.com", "second@example.com"),
+        )
+
+    assert found == []
+    assert Email.objects.filter(pk=email.pk).exists()
+    assert len(stored(email)) == 2
+    if vendor == "postgresql":
+        # The guard rides in the insert's statement.
+        assert len(queries) == 1

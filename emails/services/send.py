@@ -8,6 +8,7 @@ recorded UNSENT either way, so that every refused send leaves a row explaining w
 from __future__ import annotations
 
 from contextlib import nullcontext
+from functools import partial
 from http import HTTPStatus
 
 from django.conf import settings
@@ -24,7 +25,7 @@ from emails.models import Email, EmailAttachment, EmailRecipient
 from emails.sanitise import sanitise_body, sanitise_subject
 from emails.sender_selectors import from_address_standing
 from emails.services.delivery import email_enqueue
-from emails.services.suppressions import blocked_addresses
+from emails.services.suppressions import blocked_addresses_query
 from postman_email.inserts import insert_with_children
 
 ERROR_BLACKLISTED = "Error 400: Blacklisted recipient"
@@ -58,7 +59,10 @@ def _record(
     html: str,
     idempotency_key: str | None,
     error_code: str | None,
-) -> Email:
+    unless: tuple[str, list] | None = None,
+) -> tuple[Email, set[str]]:
+    """The email and its recipients, recorded in one statement; or, when the ``unless`` query
+    finds addresses, nothing, and those addresses."""
     now = timezone.now()
     email = Email(
         agency_id=api_key.agency_id,
@@ -95,8 +99,8 @@ def _record(
                     updated_at=now,
                 ),
             )
-    insert_with_children(email, list(rows.values()), fk_name="email")
-    return email
+    found = insert_with_children(email, list(rows.values()), fk_name="email", unless=unless)
+    return email, set(found)
 
 
 def _store_attachments(*, email: Email, payload: SendInput) -> None:
@@ -124,27 +128,31 @@ def email_send(*, api_key: ApiKey, payload: SendInput, idempotency_key: str | No
 
     A refused email is committed (UNSENT with ``error_code``) before the error is raised, so
     the caller can always look up what happened to every request that got this far."""
-    addresses = [payload.recipient, *payload.cc, *payload.bcc]
-    # The global blacklist and the agency's own suppression list, refused alike (one query).
-    blacklisted = blocked_addresses(agency_id=api_key.agency_id, addresses=addresses)
     subject = sanitise_subject(payload.subject)
     html = sanitise_body(payload.body)
-
-    rejection = _rejection(
-        api_key=api_key, payload=payload, blacklisted=blacklisted, subject=subject, html=html
+    sender_rejection = _sender_rejection(api_key=api_key, payload=payload)
+    record = partial(
+        _record,
+        api_key=api_key,
+        payload=payload,
+        subject=subject,
+        html=html,
+        idempotency_key=idempotency_key,
     )
-    # The email and its recipients are one statement; files and attachment rows must commit with
-    # them or not at all.
+    checks = partial(_rejection, sender_rejection, payload=payload, subject=subject, html=html)
+    # The global blacklist and the agency's own suppression list, refused alike: one lookup,
+    # made by the statement that records the email as if it found nothing, and writes nothing
+    # if it does. Almost no send blocks an address; one that does is then recorded knowing them.
+    blocked = blocked_addresses_query(
+        agency_id=api_key.agency_id, addresses=[payload.recipient, *payload.cc, *payload.bcc]
+    )
+    # Files and attachment rows must commit with the email or not at all.
     with transaction.atomic() if payload.attachments else nullcontext():
-        email = _record(
-            api_key=api_key,
-            payload=payload,
-            blacklisted=blacklisted,
-            subject=subject,
-            html=html,
-            idempotency_key=idempotency_key,
-            error_code=rejection[0] if rejection else None,
-        )
+        rejection = checks(blacklisted=set())
+        email, blacklisted = record(blacklisted=set(), error_code=_code(rejection), unless=blocked)
+        if blacklisted:
+            rejection = checks(blacklisted=blacklisted)
+            email, _ = record(blacklisted=blacklisted, error_code=_code(rejection))
         if not rejection:
             _store_attachments(email=email, payload=payload)
             email_enqueue(email=email)
@@ -154,12 +162,20 @@ def email_send(*, api_key: ApiKey, payload: SendInput, idempotency_key: str | No
     return email
 
 
+def _code(rejection: tuple[str, ApiError] | None) -> str | None:
+    return rejection[0] if rejection else None
+
+
 def _rejection(
-    *, api_key: ApiKey, payload: SendInput, blacklisted: set[str], subject: str, html: str
+    sender_rejection: tuple[str, ApiError] | None,
+    *,
+    payload: SendInput,
+    blacklisted: set[str],
+    subject: str,
+    html: str,
 ) -> tuple[str, ApiError] | None:
     """The first check that refuses the email, in the reference's order, with the error_code
-    its row records."""
-    sender_rejection = _sender_rejection(api_key=api_key, payload=payload)
+    its row records; the sender's check (a query) is made once, by the caller."""
     if sender_rejection:
         return sender_rejection
     if payload.recipient in blacklisted:
