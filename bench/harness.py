@@ -2,8 +2,9 @@
 
 Run by ``bench/run.py`` in a subprocess with the same environment as the service (so the broker
 is the one the phase measures). It records COUNT emails exactly as the send API would leave them
-(UNSENT, sanitised subject and HTML, one primary recipient) and queues one delivery task for each
-through django-q2, so that the worker phase starts from a full queue.
+(UNSENT, sanitised subject and HTML, one primary recipient) and queues their delivery as the send
+API does (``enqueue_unless_pending``): one task per email with the ORM broker; with Redis, one
+task while none is waiting to start, which then chains a task per full batch.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ def seed(count: int, body_path: str) -> None:
     from django.conf import settings
     from django.db import transaction
     from django.utils import timezone
-    from django_q.brokers import get_broker
-    from django_q.tasks import async_task
 
     from apikeys.models import ApiKey
     from emails.api.send_input import parse_send_input
     from emails.models import Email, EmailRecipient
+    from emails.queue import enqueue_unless_pending
     from emails.sanitise import sanitise_body, sanitise_subject
     from emails.services.delivery import DELIVER_TASK
 
@@ -34,7 +34,6 @@ def seed(count: int, body_path: str) -> None:
         payload = parse_send_input(json.load(handle))
     key = ApiKey.objects.select_related("owner").get(label="bench")
     subject, html = sanitise_subject(payload.subject), sanitise_body(payload.body)
-    broker = get_broker()
     for start in range(0, count, BATCH):
         now = timezone.now()
         size = min(BATCH, count - start)
@@ -62,7 +61,7 @@ def seed(count: int, body_path: str) -> None:
             )
             # The ORM broker writes its queue rows in this transaction; Redis pushes at once.
             for email in emails:
-                async_task(DELIVER_TASK, email.id, broker=broker)
+                enqueue_unless_pending(DELIVER_TASK, email.id)
 
 
 def main(argv: list[str]) -> None:

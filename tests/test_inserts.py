@@ -7,6 +7,7 @@ from django.db import DataError, IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
 from emails.models import Email, EmailRecipient
+from emails.services.suppressions import blocked_addresses_query
 from postman_email.inserts import insert_with_children
 from tests.factories import BlacklistEntryFactory
 
@@ -112,11 +113,8 @@ def test_an_over_long_child_value_is_refused_not_truncated(email):
     assert not EmailRecipient.objects.exists()
 
 
-def guard(*addresses: str) -> tuple[str, list]:
-    placeholders = ", ".join(["%s"] * len(addresses))
-    return f"SELECT address FROM emails_blacklistentry WHERE address IN ({placeholders})", [
-        *addresses
-    ]
+def guard(email: Email, *addresses: str) -> tuple[str, list]:
+    return blocked_addresses_query(agency_id=email.agency_id, addresses=list(addresses))
 
 
 @pytest.mark.parametrize("vendor", [connection.vendor, "other"])
@@ -128,7 +126,7 @@ def test_a_guard_that_finds_rows_writes_nothing_and_returns_them(email, monkeypa
         email,
         recipients("first@example.com", "second@example.com"),
         fk_name="email",
-        unless=guard("first@example.com", "second@example.com"),
+        unless=guard(email, "first@example.com", "second@example.com"),
     )
 
     assert found == ["second@example.com"]
@@ -146,7 +144,7 @@ def test_a_guard_that_finds_nothing_lets_the_rows_in(email, monkeypatch, vendor)
             email,
             recipients("first@example.com", "second@example.com"),
             fk_name="email",
-            unless=guard("first@example.com", "second@example.com"),
+            unless=guard(email, "first@example.com", "second@example.com"),
         )
 
     assert found == []

@@ -90,7 +90,7 @@ def email_enqueue(*, email: Email) -> None:
 
 _CLAIM_SQL = (
     "UPDATE {table} SET claimed_until = %s, attempts = attempts + 1 WHERE id IN ("
-    "SELECT id FROM {table} WHERE status = %s AND error_code IS NULL"
+    "SELECT id FROM {table} WHERE status = '{unsent}' AND error_code IS NULL"
     " AND (claimed_until IS NULL OR claimed_until < %s)"
     " ORDER BY created_at, id LIMIT %s{lock}"
     ") RETURNING {columns}"
@@ -107,9 +107,12 @@ def _claim_sql(alias: str) -> str:
     # has one writer at a time anyway.
     skip_locked = connection.features.has_select_for_update_skip_locked
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
-    # The subquery walks the partial index ``email_pending`` in created_at order. Only names
-    # from the model's metadata are interpolated; every value is a parameter.
-    return _CLAIM_SQL.format(table=table, columns=columns, lock=lock)
+    # The subquery walks the partial index ``email_pending`` in created_at order. Its status is
+    # written out, not a parameter: a prepared statement's generic plan cannot match a
+    # parameter with the index's predicate (status = 'UNSENT'), and read every UNSENT row
+    # through another index instead, growing with the backlog. Only that constant and names
+    # from the model's metadata are interpolated; every other value is a parameter.
+    return _CLAIM_SQL.format(table=table, columns=columns, lock=lock, unsent=Status.UNSENT.value)
 
 
 def emails_claim(*, now: datetime, limit: int) -> list[Email]:
@@ -122,12 +125,7 @@ def emails_claim(*, now: datetime, limit: int) -> list[Email]:
     alias = Email.objects.db
     ops = connections[alias].ops
     lease = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    params = [
-        ops.adapt_datetimefield_value(lease),
-        Status.UNSENT,
-        ops.adapt_datetimefield_value(now),
-        limit,
-    ]
+    params = [ops.adapt_datetimefield_value(lease), ops.adapt_datetimefield_value(now), limit]
     emails = sorted(
         Email.objects.raw(_claim_sql(alias), params), key=lambda e: (e.created_at, e.id)
     )

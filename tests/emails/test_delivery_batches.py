@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from emails.models import Email, EmailEvent, EmailRecipient, Status
-from emails.services.delivery import emails_claim
+from emails.services.delivery import _claim_sql, emails_claim
 from emails.services.events import Acceptance, events_record_accepted
 from emails.tasks import deliver_email
 from tests.factories import EmailFactory
@@ -239,3 +239,24 @@ def test_a_batch_out_of_time_releases_the_rest(
     second.refresh_from_db()
     assert (second.status, second.attempts, second.claimed_until) == (Status.UNSENT, 0, None)
     assert queued_email_ids() == [second.id]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's plan")
+def test_the_claim_reads_the_pending_index_even_as_a_prepared_statements_generic_plan():
+    """A worker's connection prepares the claim after five runs; PostgreSQL may then plan it once
+    for any parameters, and such a plan must still find the due emails by the partial index."""
+    EmailFactory.create_batch(3)
+    sql = _claim_sql(connection.alias)
+    numbered = sql
+    for n in range(1, sql.count("%s") + 1):
+        numbered = numbered.replace("%s", f"${n}", 1)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"PREPARE claim_plan (timestamptz, timestamptz, int) AS {numbered}")
+        cursor.execute("EXPLAIN EXECUTE claim_plan (now(), now(), 25)")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE claim_plan")
+
+    assert "using email_pending on" in plan, plan
