@@ -18,7 +18,7 @@ EXPIRING_SOON = timedelta(days=28)
 
 def apikeys_visible_to(user: User) -> QuerySet[ApiKey]:
     keys = ApiKey.objects.filter(agency_id=user.agency_id)
-    if user.role != User.Role.ADMIN:
+    if not user.is_agency_admin:
         keys = keys.filter(owner=user)
     return keys
 

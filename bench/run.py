@@ -1187,8 +1187,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.results["gunicorn"] = gunicorn_config()
     elapsed = time.monotonic() - started
     text = report(bench.results, args.quick, elapsed)
-    # Only a complete run replaces the committed results; a QUICK or partial one goes to var/.
-    partial = args.quick or args.only or args.broker != "both" or args.emails
+    # Only a complete, unprofiled run replaces the committed results; a QUICK, partial or
+    # profiled one (py-spy slows the web workers it samples) goes to var/.
+    partial = args.quick or args.only or args.broker != "both" or args.emails or args.profile
     out_dir = WORK_DIR if partial else RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.md").write_text(text)

@@ -26,7 +26,7 @@ from accounts.admin_support import CappedCountPaginator, ReadOnlyAdminMixin
 from accounts.http import actor_of
 from emails import admin_senders  # noqa: F401  (registers the sender admin)
 from emails.addresses import address_match
-from emails.csv_addresses import CsvFileError
+from emails.csv_addresses import CsvFileError, entries_csv
 from emails.models import BlacklistEntry, Email, EmailEvent, EmailRecipient, Suppression
 from emails.services.blacklist import (
     blacklist_add,
@@ -34,7 +34,7 @@ from emails.services.blacklist import (
     blacklist_import_csv,
     blacklist_remove,
 )
-from emails.services.suppressions import suppression_remove, suppressions_export_csv
+from emails.services.suppressions import suppression_remove
 
 _ID = re.compile(r"[0-9]{1,18}")
 
@@ -441,4 +441,5 @@ class SuppressionAdmin(RemoveWithReasonAdmin):
         )
 
     def export_lines(self, queryset: QuerySet[Suppression]):
-        return suppressions_export_csv(entries=queryset)
+        # Staff's export spans agencies: each line is led by its agency's name.
+        return entries_csv(queryset, with_agency=True)

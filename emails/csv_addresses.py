@@ -214,14 +214,17 @@ EXPORT_HEADER = ("address", "source", "reason", "created_at", "created_by")
 def entries_csv(entries: models.QuerySet, *, with_agency: bool = False) -> Iterator[str]:
     """Blacklist or suppression ``entries`` as CSV lines, in the format the imports read back;
     ``with_agency`` puts the agency's name first (staff's export across agencies)."""
-    agency = ("agency__name",) if with_agency else ()
-    rows = (
-        entries.order_by(*("agency_id",) * with_agency, "address")
-        .values_list(*agency, "address", "source", "reason", "created_at", "created_by__email")
-        .iterator(chunk_size=2000)
-    )
+    if with_agency:
+        entries = entries.order_by("agency_id", "address")
+        leading, header = ("agency__name",), ("agency", *EXPORT_HEADER)
+    else:
+        entries = entries.order_by("address")
+        leading, header = (), EXPORT_HEADER
+    rows = entries.values_list(
+        *leading, "address", "source", "reason", "created_at", "created_by__email"
+    ).iterator(chunk_size=2000)
     return csv_lines(
-        ("agency",) * with_agency + EXPORT_HEADER,
+        header,
         ((*row[:-2], row[-2].isoformat(), row[-1] or "") for row in rows),
     )
 
@@ -242,7 +245,6 @@ AUDITED_ADDRESSES = 1000
 def import_and_audit(
     *,
     entries: list[models.Model],
-    new: list[CsvRow],
     rejected: list[RejectedRow],
     actor: Actor,
     action: str,
@@ -255,7 +257,7 @@ def import_and_audit(
     bounce, another request) is simply already there and keeps its own row."""
     if entries:
         type(entries[0]).objects.bulk_create(entries, batch_size=1000, ignore_conflicts=True)
-    report = ImportReport(added=[row.address for row in new], rejected=rejected)
+    report = ImportReport(added=[entry.address for entry in entries], rejected=rejected)
     if report.rows:
         audit_record(
             actor=actor,

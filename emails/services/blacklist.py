@@ -109,7 +109,6 @@ def blacklist_import_csv(
     ]
     return import_and_audit(
         entries=entries,
-        new=new,
         rejected=rejected,
         actor=actor,
         action="blacklist.imported",

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import IO
 
 from django.db import connections, transaction
-from django.db.models import QuerySet
 
 from accounts.addresses import normalise_address
 from accounts.audit import Actor, audit_record
@@ -137,7 +136,6 @@ def suppressions_import_csv(
     ]
     return import_and_audit(
         entries=entries,
-        new=new,
         rejected=rejected,
         actor=actor,
         action="suppression.imported",
@@ -146,11 +144,6 @@ def suppressions_import_csv(
     )
 
 
-def suppressions_export_csv(
-    *, agency: Agency | None = None, entries: QuerySet[Suppression] | None = None
-) -> Iterator[str]:
-    """The agency's whole list as CSV lines (the import reads this format back); or, for staff,
-    ``entries`` of any agencies, each line led by its agency's name."""
-    if entries is None:
-        return entries_csv(Suppression.objects.filter(agency=agency))
-    return entries_csv(entries, with_agency=True)
+def suppressions_export_csv(*, agency: Agency) -> Iterator[str]:
+    """The agency's whole list as CSV lines (the import reads this format back)."""
+    return entries_csv(Suppression.objects.filter(agency=agency))
