@@ -433,12 +433,13 @@ def emails_record_accepted(*, acceptances: list[Acceptance]) -> None:
         )
     provider_message_ids_set(_provider_message_ids({a.email.id: a.reply for a in acceptances}))
     for acceptance in acceptances:
-        logger.info(
-            "Email %s: handed off to %d recipient(s): %s",
-            acceptance.email.id,
-            len(acceptance.recipients),
-            acceptance.reply,
-        )
+        _log_handoff(acceptance.email, len(acceptance.recipients), acceptance.reply)
+
+
+def _log_handoff(email: Email, accepted: int, reply: str) -> None:
+    logger.info(
+        "Email %s: handed off to %d recipient(s): %s", email.id, accepted, reply or "none accepted"
+    )
 
 
 def _deliver_claimed(
@@ -517,12 +518,7 @@ def _deliver_claimed(
         if not handoff.refused:
             return Acceptance(email=email, recipients=recipients, at=timezone.now(), reply=reply)
         email_record_handoff(email=email, recipients=recipients, handoff=handoff, now=now)
-        logger.info(
-            "Email %s: handed off to %d recipient(s): %s",
-            email.id,
-            len(handoff.accepted),
-            reply or "none accepted",
-        )
+        _log_handoff(email, len(handoff.accepted), reply)
     return _Outcome.RECORDED
 
 

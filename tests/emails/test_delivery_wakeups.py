@@ -140,3 +140,25 @@ def test_a_delivery_task_as_it_starts_lets_the_next_send_queue_a_task(enqueue_ea
     assert len(smtp_peer.received) == 2
     # The first task was run here without being taken off the queue; the second is new.
     assert queued_email_ids() == [first.id, second.id]
+
+
+@on_redis
+def test_a_task_that_cannot_clear_the_key_still_delivers(
+    enqueue_each, smtp_peer, monkeypatch, caplog
+):
+    email = EmailFactory()
+    enqueue_each(email)
+    broker = task_broker()
+
+    def unreachable(*args, **kwargs):
+        raise redis.ConnectionError("no answer")
+
+    monkeypatch.setattr(broker.connection, "delete", unreachable)
+    deliver_email(email.id)
+    monkeypatch.undo()
+
+    email.refresh_from_db()
+    assert email.status == Status.ACCEPTED
+    assert "Could not clear the pending-task key" in caplog.text
+    # The key is left to expire: until then, a send queues nothing.
+    assert broker.connection.exists(pending_key(broker, DELIVER_TASK))
