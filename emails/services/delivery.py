@@ -88,12 +88,16 @@ def email_enqueue(*, email: Email) -> None:
     transaction.on_commit(lambda: enqueue_unless_pending(DELIVER_TASK, email_id))
 
 
+# The due ids are picked once, in a materialized CTE: as a plain ``IN (SELECT … LIMIT n)`` the
+# planner may run the subquery again for each row it updates (a nested-loop semi-join), and each
+# run skips the rows this very statement has just locked, so the claim took more than ``n``.
 _CLAIM_SQL = (
-    "UPDATE {table} SET claimed_until = %s, attempts = attempts + 1 WHERE id IN ("
+    "WITH picked AS MATERIALIZED ("
     "SELECT id FROM {table} WHERE status = '{unsent}' AND error_code IS NULL"
     " AND (claimed_until IS NULL OR claimed_until < %s)"
     " ORDER BY created_at, id LIMIT %s{lock}"
-    ") RETURNING {columns}"
+    ") UPDATE {table} SET claimed_until = %s, attempts = attempts + 1"
+    " WHERE id IN (SELECT id FROM picked) RETURNING {columns}"
 )
 
 
@@ -125,7 +129,7 @@ def emails_claim(*, now: datetime, limit: int) -> list[Email]:
     alias = Email.objects.db
     ops = connections[alias].ops
     lease = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    params = [ops.adapt_datetimefield_value(lease), ops.adapt_datetimefield_value(now), limit]
+    params = [ops.adapt_datetimefield_value(now), limit, ops.adapt_datetimefield_value(lease)]
     emails = sorted(
         Email.objects.raw(_claim_sql(alias), params), key=lambda e: (e.created_at, e.id)
     )

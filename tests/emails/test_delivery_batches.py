@@ -254,9 +254,25 @@ def test_the_claim_reads_the_pending_index_even_as_a_prepared_statements_generic
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(f"PREPARE claim_plan (timestamptz, timestamptz, int) AS {numbered}")
-        cursor.execute("EXPLAIN EXECUTE claim_plan (now(), now(), 25)")
+        cursor.execute(f"PREPARE claim_plan (timestamptz, int, timestamptz) AS {numbered}")
+        cursor.execute("EXPLAIN EXECUTE claim_plan (now(), 25, now())")
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("DEALLOCATE claim_plan")
 
     assert "using email_pending on" in plan, plan
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's planner settings")
+def test_a_claim_takes_no_more_than_its_limit_whatever_plan_runs_it():
+    """With a nested loop that re-runs the picking for each row, a claim written as
+    ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`` skipped the rows it had just locked and
+    took the next ones too."""
+    emails = oldest_first(4)
+    with connection.cursor() as cursor:
+        for setting in ("hashjoin", "mergejoin", "hashagg", "sort", "material"):
+            cursor.execute(f"SET LOCAL enable_{setting} = off")
+
+    claimed = emails_claim(now=timezone.now(), limit=2)
+
+    assert [e.id for e in claimed] == [emails[0].id, emails[1].id]
+    assert Email.objects.filter(attempts=1).count() == 2
