@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import factory
 from django.core.files.base import ContentFile
@@ -88,6 +89,8 @@ class EmailAttachmentFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = EmailAttachment
+        # The hook below saves what it changes itself.
+        skip_postgeneration_save = True
 
     class Params:
         content = b"attachment content"
@@ -110,3 +113,9 @@ class EmailAttachmentFactory(factory.django.DjangoModelFactory):
             listed.append(attachment_metadata(filename=self.filename, size=self.size, md5=self.md5))
             self.email.attachments_metadata = listed
             type(self.email).objects.filter(id=self.email.id).update(attachments_metadata=listed)
+
+
+def oldest_first(count: int) -> list[Email]:
+    """``count`` emails created a second apart, the oldest first."""
+    now = timezone.now()
+    return [EmailFactory(created_at=now - timedelta(seconds=count - i)) for i in range(count)]

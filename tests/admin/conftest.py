@@ -22,9 +22,3 @@ def staff_client(staff) -> Client:
 def limited_staff(db) -> User:
     """A staff member with no model permissions at all (not a superuser)."""
     return User.objects.create_user("lee.staff@postman.gov.sg", "pw", is_staff=True)
-
-
-@pytest.fixture
-def relay(smtp_peer):
-    """A real SMTP peer as the relay, which can be told to refuse a recipient."""
-    return smtp_peer

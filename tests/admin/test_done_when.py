@@ -16,10 +16,10 @@ ADDRESS = "gone@example.com"
 
 
 def test_staff_unblock_a_bounced_address_and_the_next_send_succeeds(
-    api, relay, staff, staff_client, django_capture_on_commit_callbacks
+    api, smtp_peer, staff, staff_client, django_capture_on_commit_callbacks
 ):
     # An agency's email hard-bounces: the relay refuses the mailbox, the worker records it.
-    relay.handler.rcpt_replies[ADDRESS] = "550 5.1.1 <gone@example.com>: No such user"
+    smtp_peer.handler.rcpt_replies[ADDRESS] = "550 5.1.1 <gone@example.com>: No such user"
     body = {"recipient": ADDRESS, "subject": "Your appointment", "body": "<p>Tuesday 9am</p>"}
     sent = api.client.post(SEND, body, format="json")
     assert sent.status_code == HTTPStatus.CREATED
@@ -52,7 +52,7 @@ def test_staff_unblock_a_bounced_address_and_the_next_send_succeeds(
     assert not BlacklistEntry.objects.exists()
 
     # 4. The agency's next send to the address is accepted and queued.
-    relay.handler.rcpt_replies.clear()
+    smtp_peer.handler.rcpt_replies.clear()
     with django_capture_on_commit_callbacks(execute=False) as queued:
         again = api.client.post(SEND, body, format="json")
     assert again.status_code == HTTPStatus.CREATED

@@ -21,12 +21,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("transactional_db")]
 CODE_RE = re.compile(r"<b>([A-Z0-9]{6})</b>")
 
 
-@pytest.fixture
-def relay(smtp_peer):
-    """The SMTP relay the delivery step hands the email to."""
-    return smtp_peer
-
-
 def login_code_for(address: str) -> str:
     """The code from the outbox: the login email is an Email row like any other."""
     message = Email.objects.filter(recipient=address, tag=LOGIN_CODE_TAG).latest("id")
@@ -68,7 +62,7 @@ def create_key(page: Page, label: str) -> str:
     return page.locator("#new-key").inner_text().strip()
 
 
-def test_a_new_user_runs_their_first_integration(page: Page, live_server, relay):
+def test_a_new_user_runs_their_first_integration(page: Page, live_server, smtp_peer):
     log_in(page, "alice@hdb.gov.sg")
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
     expect(page.get_by_role("heading", name="Send your first email")).to_be_visible()
@@ -86,7 +80,7 @@ def test_a_new_user_runs_their_first_integration(page: Page, live_server, relay)
     assert status == HTTPStatus.CREATED
     email_deliver(email_id=int(sent["id"]))
     # The worker's batch may carry the login-code email too.
-    assert [r.rcpt_tos for r in relay.received].count(["citizen@example.com"]) == 1
+    assert [r.rcpt_tos for r in smtp_peer.received].count(["citizen@example.com"]) == 1
 
     page.get_by_role("link", name="Emails", exact=True).click()
     page.get_by_label("Recipient").fill("citizen@")

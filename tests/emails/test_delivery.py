@@ -13,11 +13,12 @@ from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
 from django_q.models import Schedule
 
+from emails.delivery import smtp
 from emails.delivery.mime import make_message_id
 from emails.models import Email, EmailRecipient, Status
 from emails.services.delivery import email_enqueue, emails_claim
 from emails.tasks import deliver_email
-from tests.factories import EmailAttachmentFactory, EmailFactory
+from tests.factories import EmailAttachmentFactory, EmailFactory, oldest_first
 from tests.queue import queued_email_ids
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
@@ -295,7 +296,7 @@ def test_one_task_delivers_a_batch_of_the_oldest_due_emails_over_one_connection(
 ):
     settings.DELIVERY_BATCH_SIZE = 3
     now = timezone.now()
-    emails = [EmailFactory(created_at=now - timedelta(seconds=10 - i)) for i in range(4)]
+    emails = oldest_first(4)
     waiting = EmailFactory(claimed_until=now + timedelta(minutes=3), attempts=1)  # a retry
 
     deliver_email(emails[3].id)
@@ -320,7 +321,7 @@ def test_one_task_delivers_a_batch_of_the_oldest_due_emails_over_one_connection(
     assert Email.objects.get(id=waiting.id).status == Status.UNSENT
 
 
-def test_concurrent_claims_never_take_the_same_email():
+def test_successive_claims_never_take_the_same_email():
     now = timezone.now()
     ids = {EmailFactory().id for _ in range(5)}
 
@@ -344,8 +345,10 @@ def test_a_busy_connection_is_reused_without_noop_and_an_idle_one_is_checked(
     deliver_email(EmailFactory().id)
     assert (smtp_peer.connections, smtp_peer.handler.noops) == (1, 1)
 
+    old = smtp.get_connection()
     smtp_peer.stop()
     smtp_peer.start()  # the idle connection is dead: NOOP fails and a new one is opened
+    assert smtp.get_connection() is not old
     email = EmailFactory()
     deliver_email(email.id)
 

@@ -16,15 +16,10 @@ from emails.models import Email, EmailEvent, EmailRecipient, Status
 from emails.services.delivery import _claim_sql, emails_claim
 from emails.services.events import Acceptance, events_record_accepted
 from emails.tasks import deliver_email
-from tests.factories import EmailFactory
+from tests.factories import EmailFactory, oldest_first
 from tests.queue import queued_email_ids
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
-
-
-def oldest_first(count: int) -> list[Email]:
-    now = timezone.now()
-    return [EmailFactory(created_at=now - timedelta(seconds=count - i)) for i in range(count)]
 
 
 def test_a_relay_failure_defers_that_email_and_releases_the_rest_untried(

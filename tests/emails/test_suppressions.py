@@ -158,14 +158,14 @@ def test_export_lists_only_the_agency_entries(agency, outsider_api, owner):
     ]
 
 
-def test_the_blocked_addresses_are_one_query_over_both_lists(agency, django_assert_num_queries):
+def test_the_blocked_address_query_covers_both_lists(agency):
     BlacklistEntryFactory(address="black@example.com")
     Suppression.objects.create(agency=agency, address="ours@example.com", source="admin")
 
     sql, params = blocked_addresses_query(
         agency_id=agency.pk, addresses=["black@example.com", "ours@example.com", "fine@example.com"]
     )
-    with django_assert_num_queries(1), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         blocked = {address for (address,) in cursor.fetchall()}
 
