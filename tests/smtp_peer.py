@@ -2,7 +2,8 @@
 
 It answers like a relay and can be told to refuse: ``rcpt_replies`` per address (``"550 5.1.1
 No such user"``, ``"451 4.3.0 Try again"``), ``mail_reply`` / ``data_reply`` for the whole
-transaction, or ``stop()`` to be down (connection refused). ``accepted_reply`` replaces the 250
+transaction, ``drop_at_mail`` to close the connection at MAIL FROM, or ``stop()`` to be down
+(connection refused). ``accepted_reply`` replaces the 250
 to DATA (e.g. Amazon SES's ``"250 Ok <message id>"``) and ``data_delay`` delays it (a message
 is recorded after the delay, before the reply). ``on_rcpt`` and ``on_data`` are called from
 the server's thread when a RCPT or a complete DATA arrives (before the reply), for tests that
@@ -60,8 +61,14 @@ class PeerHandler:
     on_data: Callable[[], None] | None = None
     connections: int = 0
     noops: int = 0
+    # How many of the next MAIL FROMs are answered by closing the connection.
+    drop_at_mail: int = 0
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.drop_at_mail:
+            self.drop_at_mail -= 1
+            server.transport.close()
+            return "421 4.4.2 Closing"
         if self.mail_reply:
             return self.mail_reply
         envelope.mail_from = address

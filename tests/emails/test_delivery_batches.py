@@ -13,8 +13,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from emails.models import Email, EmailEvent, EmailRecipient, Status
-from emails.services.delivery import _claim_sql, emails_claim
-from emails.services.events import Acceptance, events_record_accepted
+from emails.services.delivery import _claim_sql, emails_claim, emails_release
+from emails.services.events import Acceptance, events_record_accepted, provider_message_ids_set
 from emails.tasks import deliver_email
 from tests.factories import EmailFactory, oldest_first
 from tests.queue import queued_email_ids
@@ -271,3 +271,29 @@ def test_a_claim_takes_no_more_than_its_limit_whatever_plan_runs_it():
 
     assert [e.id for e in claimed] == [emails[0].id, emails[1].id]
     assert Email.objects.filter(attempts=1).count() == 2
+
+
+def test_a_release_leaves_an_email_whose_lease_is_no_longer_the_batchs(
+    django_capture_on_commit_callbacks,
+):
+    """Another claim took the email after this batch's lease ran out: the stale batch must not
+    clear the new lease, nor count its attempt back, nor queue a task for it."""
+    EmailFactory()
+    [email] = emails_claim(now=timezone.now(), limit=1)
+    later = email.claimed_until + timedelta(minutes=10)
+    Email.objects.filter(id=email.id).update(claimed_until=later, attempts=2)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        emails_release(emails=[email])
+
+    assert callbacks == []
+    assert Email.objects.filter(id=email.id, claimed_until=later, attempts=2).exists()
+    assert queued_email_ids() == []
+
+
+def test_a_provider_message_id_longer_than_the_column_is_cut_to_fit():
+    email = EmailFactory()
+
+    provider_message_ids_set({email.id: "x" * 300})
+
+    assert Email.objects.get(id=email.id).provider_message_id == "x" * 255

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from emails.models import BlacklistEntry, Email, EmailEvent, EmailRecipient, Status
 from emails.services.delivery import (
+    UNCLAIMED_GRACE_SECONDS,
     emails_claim,
     emails_requeue_stale,
     retry_delay,
@@ -18,6 +19,8 @@ from emails.services.events import event_record
 from emails.tasks import deliver_email, requeue_stale
 from tests.factories import EmailAttachmentFactory, EmailFactory
 from tests.queue import queued_email_ids
+
+SEND = "/v1/transactional/email/send"
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
 
@@ -86,6 +89,24 @@ def test_5xx_to_data_bounces_the_email_without_blacklisting_anyone(smtp_peer):
     assert email.error_sub_type == "554 5.6.0 Message rejected"
     assert set(email.recipients.values_list("status", flat=True)) == {Status.BOUNCED}
     assert not BlacklistEntry.objects.exists()
+
+
+@pytest.mark.parametrize("reused", [False, True])
+def test_a_connection_the_relay_closes_at_mail_from_defers_the_email(smtp_peer, reused):
+    """A new connection closed at MAIL FROM, or a reused one closed again after its one retry
+    on a new connection: nothing was sent, so the email waits for a retry, never bounces."""
+    if reused:
+        deliver_email(EmailFactory().id)
+    smtp_peer.handler.drop_at_mail = 2 if reused else 1
+    email = EmailFactory()
+
+    deliver_email(email.id)
+
+    email.refresh_from_db()
+    assert (email.status, email.error_code) == (Status.UNSENT, None)
+    assert email.last_smtp_response.startswith("Connection closed by the relay")
+    assert email.claimed_until > timezone.now()
+    assert smtp_peer.handler.drop_at_mail == 0
 
 
 def test_4xx_to_data_schedules_a_retry_without_bouncing_or_blacklisting(smtp_peer):
@@ -335,3 +356,26 @@ def test_a_missing_attachment_file_is_retried_like_a_relay_failure(smtp_peer, me
     assert (email.status, email.error_code) == (Status.UNSENT, None)
     assert email.last_smtp_response.startswith("Build failed:")
     assert email.claimed_until > timezone.now()
+
+
+# Autocommit, as in production: the send's email is committed before its task is queued.
+@pytest.mark.django_db(transaction=True)
+def test_a_send_whose_task_cannot_be_queued_keeps_its_email_for_the_sweeper(api, monkeypatch):
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("the queue is out of reach")
+
+    monkeypatch.setattr("emails.queue.async_task", broker_down)
+    api.client.raise_request_exception = False
+    response = api.client.post(
+        SEND, {"recipient": "citizen@example.com", "subject": "Hi", "body": "<p>Hi</p>"}
+    )
+    monkeypatch.undo()
+
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_server"
+    email = Email.objects.get()
+    assert (email.status, email.error_code, email.claimed_until) == (Status.UNSENT, None, None)
+    assert queued_email_ids() == []
+    later = email.created_at + timedelta(seconds=UNCLAIMED_GRACE_SECONDS + 1)
+    assert emails_requeue_stale(now=later) == 1
+    assert queued_email_ids() == [email.id]

@@ -88,6 +88,23 @@ def test_a_failed_enqueue_leaves_no_task_said_to_be_pending(monkeypatch):
 
 
 @on_redis
+def test_when_the_key_cannot_be_cleared_either_the_enqueue_error_is_the_one_raised(monkeypatch):
+    email = EmailFactory()
+    broker = task_broker()
+
+    def broker_down(*args, **kwargs):
+        raise redis.ConnectionError("the queue is out of reach")
+
+    def no_answer(*args, **kwargs):
+        raise redis.TimeoutError("no answer")
+
+    monkeypatch.setattr("emails.queue.async_task", broker_down)
+    monkeypatch.setattr(broker.connection, "delete", no_answer)
+    with pytest.raises(redis.ConnectionError, match="the queue is out of reach"):
+        enqueue_unless_pending(DELIVER_TASK, email.id)
+
+
+@on_redis
 def test_an_unreadable_key_still_queues_the_task(monkeypatch):
     email = EmailFactory()
     broker = task_broker()
