@@ -26,6 +26,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
 on_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="the pending-task key lives in Redis")
 
 
+def broker_down(*args, **kwargs):
+    raise redis.ConnectionError("the queue is out of reach")
+
+
 @pytest.fixture
 def enqueue_each(django_capture_on_commit_callbacks):
     """``email_enqueue`` for each email, each in its own committed transaction."""
@@ -73,9 +77,6 @@ def test_without_redis_every_send_queues_a_task(enqueue_each):
 def test_a_failed_enqueue_leaves_no_task_said_to_be_pending(monkeypatch):
     email = EmailFactory()
 
-    def broker_down(*args, **kwargs):
-        raise redis.ConnectionError("the queue is out of reach")
-
     monkeypatch.setattr("emails.queue.async_task", broker_down)
     with pytest.raises(redis.ConnectionError):
         enqueue_unless_pending(DELIVER_TASK, email.id)
@@ -91,9 +92,6 @@ def test_a_failed_enqueue_leaves_no_task_said_to_be_pending(monkeypatch):
 def test_when_the_key_cannot_be_cleared_either_the_enqueue_error_is_the_one_raised(monkeypatch):
     email = EmailFactory()
     broker = task_broker()
-
-    def broker_down(*args, **kwargs):
-        raise redis.ConnectionError("the queue is out of reach")
 
     def no_answer(*args, **kwargs):
         raise redis.TimeoutError("no answer")
