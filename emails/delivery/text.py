@@ -51,12 +51,14 @@ _ATTRIBUTE = re.compile(r"""([^\s=/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+
 _RAW_TEXT_END = {tag: re.compile(rf"</{tag}\s*>", re.IGNORECASE) for tag in ("script", "style")}
 
 
-def _attributes(text: str) -> list[tuple[str, str | None]]:
-    return [
-        (name.lower(), unescape(quoted or single or bare))
+def _attributes(text: str) -> dict[str, str]:
+    """The attributes of a start tag's ``text``, by lower-case name; read only for the few tags
+    whose attributes the text shows."""
+    return {
+        name.lower(): unescape(quoted or single or bare)
         for name, quoted, single, bare in _ATTRIBUTE.findall(text)
         if name != "/"
-    ]
+    }
 
 
 class _TextExtractor:
@@ -67,8 +69,12 @@ class _TextExtractor:
         self.links: list[tuple[str, int]] = []  # (href, index in parts where its text starts)
         self.lists: list[list[int | None]] = []  # per open list: [next number] or [None] for ul
         self.row_has_cell = False
+        self.has_markers = False
 
     def feed(self, html: str) -> None:
+        # The body's own control characters must not pass for our markers. Few bodies have
+        # any (``html.unescape`` never makes one), so the text is only cleaned when it does.
+        self.has_markers = any(character in html for character in _MARKERS + _PRE_SPACE)
         position, end = 0, len(html)
         while position < end:
             token = _TOKEN.match(html, position)
@@ -84,23 +90,22 @@ class _TextExtractor:
                 continue
             attributes = token[3]
             if attributes.rstrip().endswith("/"):
-                self.handle_startendtag(tag, _attributes(attributes))
+                self.handle_startendtag(tag, attributes)
                 continue
-            self.handle_starttag(tag, _attributes(attributes))
+            self.handle_starttag(tag, attributes)
             if tag in _RAW_TEXT_END:
                 closing = _RAW_TEXT_END[tag].search(html, position)
                 position = closing.end() if closing else end
                 self.handle_endtag(tag)
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(self, tag: str, attributes: str) -> None:
         if tag in SKIPPED_TAGS:
             self.skipping += 1
             return
-        attributes = dict(attrs)
         if tag == "br":
             self.parts.append(_BREAK)
         elif tag in ("ul", "ol"):
-            start = attributes.get("start") or "1"
+            start = _attributes(attributes).get("start") or "1"
             number = int(start) if tag == "ol" and start.isdigit() else None
             self.lists.append([number])
             self.parts.append(_BLOCK)
@@ -118,14 +123,14 @@ class _TextExtractor:
                 self.parts.append(" ")
             self.row_has_cell = True
         elif tag == "a":
-            self.links.append((attributes.get("href") or "", len(self.parts)))
+            self.links.append((_attributes(attributes).get("href") or "", len(self.parts)))
         elif tag == "img":
-            alt = (attributes.get("alt") or "").strip()
+            alt = (_attributes(attributes).get("alt") or "").strip()
             if alt:
                 self.parts.append(alt)
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
+    def handle_startendtag(self, tag: str, attributes: str) -> None:
+        self.handle_starttag(tag, attributes)
         if tag not in ("br", "img"):
             self.handle_endtag(tag)
 
@@ -148,8 +153,8 @@ class _TextExtractor:
     def handle_data(self, data: str) -> None:
         if self.skipping:
             return
-        # The body's own control characters must not pass for our markers.
-        data = data.translate(_NO_MARKERS)
+        if self.has_markers:
+            data = data.translate(_NO_MARKERS)
         if self.pre:
             # Preformatted text keeps its spaces and line breaks: markers survive the collapse.
             data = data.replace("\r\n", "\n").replace("\n", _BREAK)
@@ -178,16 +183,31 @@ class _TextExtractor:
         self.parts.append(f" ({target})" if shown else target)
 
 
+# The clean-up passes of ``html_to_text``, written for speed (each is the most of a 5 KB body's
+# conversion): a run of whitespace that is not already one space; a run of block edges.
+_WHITESPACE = re.compile(r"[\t\r\n\f\v][ \t\r\n\f\v]*| [ \t\r\n\f\v]+")
+_EDGES = re.compile(f"[{_BLOCK}{_PARAGRAPH}]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def _line_breaks(edges: re.Match[str]) -> str:
+    # Block edges next to each other make one line break, or a blank line if one of them is a
+    # paragraph's.
+    return "\n\n" if _PARAGRAPH in edges[0] else "\n"
+
+
 def html_to_text(html: str) -> str:
     """Render ``html`` as readable plain text (UTF-8, ``\\n`` line ends, no trailing space)."""
     parser = _TextExtractor()
     parser.feed(html)
     text = "".join(parser.parts)
-    # Source whitespace is insignificant in HTML: collapse it, then turn markers into newlines.
-    text = re.sub(r"[ \t\r\n\f\v]+", " ", text)
-    text = re.sub(rf" *([{_MARKERS}]) *", r"\1", text)
-    text = re.sub(rf"[{_BLOCK}{_PARAGRAPH}]*{_PARAGRAPH}[{_BLOCK}{_PARAGRAPH}]*", "\n\n", text)
-    text = re.sub(rf"{_BLOCK}+", "\n", text)
+    # Source whitespace is insignificant in HTML: collapse it, drop the spaces next to the
+    # markers, then turn the markers into line breaks.
+    text = _WHITESPACE.sub(" ", text)
+    for marker in _MARKERS:
+        text = text.replace(f" {marker}", marker).replace(f"{marker} ", marker)
+    text = _EDGES.sub(_line_breaks, text)
     text = text.replace(_BREAK, "\n").replace(_PRE_SPACE, " ")
-    text = re.sub(r"\n{3,}", "\n\n", text)
+    if "\n\n\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)
     return "\n".join(line.rstrip() for line in text.strip("\n ").split("\n"))

@@ -67,6 +67,11 @@ def test_preformatted_text_keeps_its_lines():
     assert html_to_text("<pre>a\n  b</pre>") == "a\n  b"
 
 
+def test_breaks_in_a_row_leave_at_most_one_blank_line():
+    assert html_to_text("<p>a</p><br><br><br><p>b</p>") == "a\n\nb"
+    assert html_to_text("a<br><br>b") == "a\n\nb"
+
+
 def test_control_characters_in_the_body_are_not_taken_for_line_breaks():
     assert html_to_text("a\x00b\x02c") == "abc"
 
