@@ -18,6 +18,7 @@ from email.generator import NLCRE, BytesGenerator
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.utils import parseaddr
+from functools import lru_cache
 from io import BytesIO
 
 from django.conf import settings
@@ -41,9 +42,15 @@ class BuiltMessage:
     message: bytes
 
 
+@lru_cache(maxsize=1024)
+def bare_address(value: str) -> str:
+    """The address in a header value such as ``Housing Board <notify@hdb.gov.sg>``. Cached: the
+    worker asks it of the same few senders for every email."""
+    return parseaddr(value)[1]
+
+
 def message_id_domain() -> str:
-    address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
-    return address.rpartition("@")[2] or "localhost"
+    return bare_address(settings.DEFAULT_FROM_EMAIL).rpartition("@")[2] or "localhost"
 
 
 def make_message_id(email_id: int) -> str:
@@ -133,11 +140,13 @@ class _Generator(BytesGenerator):
 
     @classmethod
     def _make_boundary(cls, text: bytes | None = None) -> str:
-        # The standard one is 19 random digits, made unique against a regex of each candidate.
-        # A delimiter is "--" + boundary at the start of a line: a boundary whose "--" form is
-        # nowhere in the text cannot be one.
+        # The standard one is 19 random digits between runs of "=", made unique against a
+        # regex of each candidate. A delimiter is "--" + boundary at the start of a line: a
+        # boundary whose "--" form is nowhere in the text cannot be one. This one is short
+        # enough for its Content-Type header to fit on one line, and "=_" can occur in neither
+        # base64 nor quoted-printable text.
         while True:
-            boundary = f"==============={secrets.token_hex(16)}=="
+            boundary = f"=_{secrets.token_hex(12)}"
             if text is None or f"--{boundary}".encode("ascii") not in text:
                 return boundary
 
@@ -199,7 +208,7 @@ def build_message(
         else:
             message.attach(safe_filename(attachment.filename), content, _content_type(attachment))
     return BuiltMessage(
-        mail_from=parseaddr(email.sender)[1],
+        mail_from=bare_address(email.sender),
         recipients=list(recipients),
         message=as_bytes(message.message()),
     )

@@ -151,22 +151,26 @@ def test_a_header_with_a_line_break_is_still_refused():
 
 
 def test_a_new_boundary_is_never_a_line_of_the_parts(monkeypatch):
-    tokens = itertools.chain(["a" * 32, "b" * 32], itertools.repeat("c" * 32))
+    tokens = itertools.chain(["a" * 24, "b" * 24], itertools.repeat("c" * 24))
     monkeypatch.setattr(mime.secrets, "token_hex", lambda size: next(tokens))
-    taken = "===============" + "a" * 32 + "=="
+    taken = "=_" + "a" * 24
     message = django_message(body=f"a line\n--{taken}\nthat looks like a boundary")
 
     written = as_bytes(message.message())
 
     parsed = message_from_bytes(written)
-    assert parsed.get_boundary() == "===============" + "b" * 32 + "=="
+    assert parsed.get_boundary() == "=_" + "b" * 24
     text, html = parsed.get_payload()
     assert f"--{taken}" in text.get_payload()
     assert html.get_payload() == HTML
 
 
-def test_boundaries_are_random():
+def test_boundaries_are_random_and_their_header_needs_no_folding():
     first = as_bytes(django_message().message())
     second = as_bytes(django_message().message())
 
     assert message_from_bytes(first).get_boundary() != message_from_bytes(second).get_boundary()
+    headers = first.split(b"\r\n\r\n")[0].split(b"\r\n")
+    content_type = next(line for line in headers if line.startswith(b"Content-Type:"))
+    assert content_type.startswith(b"Content-Type: multipart/alternative; boundary=")
+    assert len(content_type) <= 78
