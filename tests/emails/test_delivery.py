@@ -6,6 +6,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from django import db
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -15,6 +17,7 @@ from django_q.models import Schedule
 
 from emails.delivery import smtp
 from emails.delivery.mime import make_message_id
+from emails.queue import OrmEnqueueBroker, task_broker
 from emails.models import Email, EmailRecipient, Status
 from emails.services.delivery import email_enqueue, emails_claim
 from emails.tasks import deliver_email
@@ -289,6 +292,25 @@ def test_the_broker_is_redis_exactly_when_redis_url_is_set(settings):
     broker = get_broker()
 
     assert isinstance(broker, Redis if settings.REDIS_URL else ORM)
+
+
+@pytest.mark.skipif(bool(settings.REDIS_URL), reason="the ORM broker's enqueue")
+@pytest.mark.django_db(transaction=True)
+def test_the_orm_enqueue_keeps_the_connection_it_was_given(monkeypatch):
+    # Outside a transaction, django-q2's ORM broker calls close_old_connections() before each
+    # insert, which makes the next query check the connection again (a second round trip).
+    broker, stock = task_broker(), ORM(list_key=task_broker().list_key)
+    closed = []
+    monkeypatch.setattr(db, "close_old_connections", lambda **kwargs: closed.append(True))
+    email = EmailFactory()
+
+    email_enqueue(email=email)
+
+    assert isinstance(broker, OrmEnqueueBroker)
+    assert closed == []
+    assert queued_email_ids() == [email.id]
+    stock.enqueue("a package")
+    assert closed
 
 
 def test_one_task_delivers_a_batch_of_the_oldest_due_emails_over_one_connection(
