@@ -230,6 +230,18 @@ class RateLimitWindow(models.Model):
         return f"{self.agency_id}@{self.window}: {self.count}"
 
 
+class PendingTask(models.Model):
+    """A task of ``name`` is queued on the ORM broker and has not started (until ``until``,
+    in case it is lost): the ORM broker's counterpart of the key that says so beside the
+    Redis queue (``emails.queue``). A started task sets ``until`` in the past."""
+
+    name = models.CharField(primary_key=True, max_length=200)
+    until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} until {self.until:%Y-%m-%d %H:%M:%S}"
+
+
 class EmailEvent(models.Model):
     """One thing that happened to one recipient of an email, in the order it happened.
 

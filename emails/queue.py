@@ -9,19 +9,22 @@ the broker's ``close_old_connections()`` first (``OrmEnqueueBroker``).
 Some tasks act on whatever is due when they run, not on their arguments: a delivery task claims a
 batch of the oldest due emails. For those, ``enqueue_unless_pending`` queues a task only when
 none is waiting to start, since any task that starts later sees everything committed before it
-(docs/delivery.md, "Wake-ups"). With the Redis broker a key beside the queue says one is waiting:
-set (SET NX) by the call that queues it, deleted by the task as it starts (``task_started``),
-and expiring after ``PENDING_SECONDS`` in case that task is lost. The ORM broker has no such key:
-every call queues a task.
+(docs/delivery.md, "Wake-ups"). A marker says one is waiting: set by the call that queues it,
+cleared by the task as it starts (``task_started``), and expiring after ``PENDING_SECONDS`` in
+case that task is lost. With Redis it is a key beside the queue (SET NX EX); with the ORM broker,
+a ``PendingTask`` row, read before it is written, so that a send that finds a task waiting
+writes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import redis
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.brokers.orm import ORM
@@ -30,11 +33,17 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.tasks import async_task
 
+from emails.models import PendingTask
+
 logger = logging.getLogger(__name__)
 
 # How long a queued task is trusted to start: if it is lost (its worker killed between taking
 # it and starting it), the next call after this queues another.
 PENDING_SECONDS = 10
+# What a started task leaves in ``PendingTask.until``: long past.
+STARTED = datetime(2000, 1, 1, tzinfo=UTC)
+# Errors of the store that keeps the marker: Redis, or the database for the ORM broker.
+MARKER_ERRORS = (redis.RedisError, DatabaseError)
 
 
 class OrmEnqueueBroker(ORM):
@@ -68,37 +77,59 @@ def pending_key(broker: Redis, func: str) -> str:
     return f"{broker.list_key}:pending:{func}"
 
 
+def _mark_pending(broker: Broker, func: str) -> bool:
+    """Say that a task of ``func`` is waiting to start; False if one already was."""
+    if isinstance(broker, Redis):
+        key = pending_key(broker, func)
+        return bool(broker.connection.set(key, 1, nx=True, ex=PENDING_SECONDS))
+    now = timezone.now()
+    until = now + timedelta(seconds=PENDING_SECONDS)
+    marker = PendingTask.objects.filter(name=func)
+    # Read first: while a task waits (under load, nearly always), a send writes nothing.
+    if marker.filter(until__gt=now).exists():
+        return False
+    # Of two calls that find none waiting, one sets the marker; the other updates no row.
+    if marker.filter(until__lte=now).update(until=until):
+        return True
+    try:
+        with transaction.atomic():
+            PendingTask.objects.create(name=func, until=until)  # the first task ever
+    except IntegrityError:
+        return False
+    return True
+
+
+def _clear_pending(broker: Broker, func: str) -> None:
+    if isinstance(broker, Redis):
+        broker.connection.delete(pending_key(broker, func))
+    else:
+        PendingTask.objects.filter(name=func).update(until=STARTED)
+
+
 def enqueue_unless_pending(func: str, *args) -> None:
     """Queue ``func`` unless a task of it is queued and has not started yet."""
     broker = task_broker()
-    if not isinstance(broker, Redis):
-        enqueue(func, *args)
-        return
-    key = pending_key(broker, func)
     try:
-        if not broker.connection.set(key, 1, nx=True, ex=PENDING_SECONDS):
+        if not _mark_pending(broker, func):
             return
-    except redis.RedisError:
-        # Then the queue is out of reach too: let the enqueue below fail as it would have.
-        logger.warning("Could not read the pending-task key %s", key, exc_info=True)
+    except MARKER_ERRORS:
+        # Then the queue is likely out of reach too: let the enqueue below fail as it would.
+        logger.warning("Could not read whether a task of %s is pending", func, exc_info=True)
     try:
         enqueue(func, *args)
     except BaseException:
         # No task is waiting after all: the next call must queue one.
-        with suppress(redis.RedisError):
-            broker.connection.delete(key)
+        with suppress(*MARKER_ERRORS):
+            _clear_pending(broker, func)
         raise
 
 
 def task_started(func: str) -> None:
     """Called by a task of ``func`` as it starts, before it reads what is due: from now on a
     call of ``enqueue_unless_pending`` queues a new task, for what this one may not see."""
-    broker = task_broker()
-    if not isinstance(broker, Redis):
-        return
     try:
-        broker.connection.delete(pending_key(broker, func))
-    except redis.RedisError:
-        # Until the key expires, calls queue nothing: what is committed after this task's claim
-        # waits at most PENDING_SECONDS for the next call's task (or for the sweeper).
-        logger.warning("Could not clear the pending-task key of %s", func, exc_info=True)
+        _clear_pending(task_broker(), func)
+    except MARKER_ERRORS:
+        # Until the marker expires, calls queue nothing: what is committed after this task's
+        # claim waits at most PENDING_SECONDS for the next call's task (or for the sweeper).
+        logger.warning("Could not clear the pending-task marker of %s", func, exc_info=True)

@@ -6,12 +6,14 @@ brokers are read without taking anything off the queue.
 
 from __future__ import annotations
 
+from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
+from emails.models import PendingTask
 from emails.queue import pending_key
 from emails.services.delivery import DELIVER_TASK
 
@@ -47,3 +49,15 @@ def purge_queue() -> None:
     broker.purge_queue()
     if isinstance(broker, Redis):
         broker.connection.delete(pending_key(broker, DELIVER_TASK))
+
+
+def pending_seconds(func: str = DELIVER_TASK) -> float | None:
+    """How long the marker that a task of ``func`` waits to start has to live; None if none
+    says so."""
+    broker = get_broker()
+    if isinstance(broker, Redis):
+        ttl = broker.connection.ttl(pending_key(broker, func))
+        return ttl if ttl > 0 else None
+    task = PendingTask.objects.filter(name=func).first()
+    left = (task.until - timezone.now()).total_seconds() if task else 0
+    return left if left > 0 else None

@@ -17,8 +17,8 @@ from django_q.models import Schedule
 
 from emails.delivery import smtp
 from emails.delivery.mime import make_message_id
-from emails.queue import OrmEnqueueBroker, task_broker
 from emails.models import Email, EmailRecipient, Status
+from emails.queue import OrmEnqueueBroker, task_broker
 from emails.services.delivery import email_enqueue, emails_claim
 from emails.tasks import deliver_email
 from tests.factories import EmailAttachmentFactory, EmailFactory, oldest_first

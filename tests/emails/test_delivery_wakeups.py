@@ -1,33 +1,39 @@
-"""Wake-ups: a delivery task is queued only when none is waiting to start (Redis broker), and a
-full batch queues its successor (both brokers). CI runs this file with each broker."""
+"""Wake-ups: a delivery task is queued only when none is waiting to start, and a full batch
+queues its successor. CI runs this file with each broker: the marker that a task waits is a
+Redis key, or a ``PendingTask`` row with the ORM broker."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 import redis
 from django.conf import settings
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from emails.models import Status
-from emails.queue import (
-    PENDING_SECONDS,
-    enqueue_unless_pending,
-    pending_key,
-    task_broker,
-    task_started,
-)
+from emails.models import PendingTask, Status
+from emails.queue import PENDING_SECONDS, enqueue_unless_pending, task_started
 from emails.services.delivery import DELIVER_TASK, email_enqueue
 from emails.tasks import deliver_email
 from tests.factories import EmailFactory
-from tests.queue import queued_email_ids
+from tests.queue import pending_seconds, queued_email_ids
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
 
 # The broker is Redis exactly when REDIS_URL is set (test_delivery.py).
-on_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="the pending-task key lives in Redis")
+on_orm = pytest.mark.skipif(bool(settings.REDIS_URL), reason="the marker is a database row")
+# What the marker's store raises when it is out of reach.
+MarkerError = redis.ConnectionError if settings.REDIS_URL else DatabaseError
 
 
 def broker_down(*args, **kwargs):
     raise redis.ConnectionError("the queue is out of reach")
+
+
+def marker_down(*args, **kwargs):
+    raise MarkerError("no answer")
 
 
 @pytest.fixture
@@ -42,18 +48,15 @@ def enqueue_each(django_capture_on_commit_callbacks):
     return enqueue
 
 
-@on_redis
 def test_sends_while_a_task_waits_to_start_queue_no_other(enqueue_each):
     first, second, third = EmailFactory.create_batch(3)
 
     enqueue_each(first, second, third)
 
     assert queued_email_ids() == [first.id]
-    broker = task_broker()
-    assert 0 < broker.connection.ttl(pending_key(broker, DELIVER_TASK)) <= PENDING_SECONDS
+    assert 0 < pending_seconds() <= PENDING_SECONDS
 
 
-@on_redis
 def test_once_the_task_has_started_the_next_send_queues_a_new_one(enqueue_each):
     first, second = EmailFactory.create_batch(2)
     enqueue_each(first)
@@ -64,16 +67,31 @@ def test_once_the_task_has_started_the_next_send_queues_a_new_one(enqueue_each):
     assert queued_email_ids() == [first.id, second.id]
 
 
-@pytest.mark.skipif(bool(settings.REDIS_URL), reason="the ORM broker keeps no key")
-def test_without_redis_every_send_queues_a_task(enqueue_each):
+@on_orm
+def test_a_send_that_finds_a_task_waiting_only_reads(enqueue_each):
     first, second = EmailFactory.create_batch(2)
+    enqueue_each(first)
 
-    enqueue_each(first, second)
+    with CaptureQueriesContext(connection) as queries:
+        enqueue_each(second)
+
+    assert [query["sql"].split()[0] for query in queries] == ["SELECT"]
+    assert queued_email_ids() == [first.id]
+
+
+@on_orm
+def test_a_marker_past_its_time_is_taken_over(enqueue_each):
+    # Its task was lost: the next send queues another.
+    first, second = EmailFactory.create_batch(2)
+    enqueue_each(first)
+    PendingTask.objects.update(until=timezone.now() - timedelta(seconds=1))
+
+    enqueue_each(second)
 
     assert queued_email_ids() == [first.id, second.id]
+    assert 0 < pending_seconds() <= PENDING_SECONDS
 
 
-@on_redis
 def test_a_failed_enqueue_leaves_no_task_said_to_be_pending(monkeypatch):
     email = EmailFactory()
 
@@ -82,35 +100,26 @@ def test_a_failed_enqueue_leaves_no_task_said_to_be_pending(monkeypatch):
         enqueue_unless_pending(DELIVER_TASK, email.id)
     monkeypatch.undo()
 
-    broker = task_broker()
-    assert not broker.connection.exists(pending_key(broker, DELIVER_TASK))
+    assert pending_seconds() is None
     enqueue_unless_pending(DELIVER_TASK, email.id)
     assert queued_email_ids() == [email.id]
 
 
-@on_redis
-def test_when_the_key_cannot_be_cleared_either_the_enqueue_error_is_the_one_raised(monkeypatch):
+def test_when_the_marker_cannot_be_cleared_either_the_enqueue_error_is_the_one_raised(
+    monkeypatch,
+):
     email = EmailFactory()
-    broker = task_broker()
-
-    def no_answer(*args, **kwargs):
-        raise redis.TimeoutError("no answer")
 
     monkeypatch.setattr("emails.queue.async_task", broker_down)
-    monkeypatch.setattr(broker.connection, "delete", no_answer)
+    monkeypatch.setattr("emails.queue._clear_pending", marker_down)
     with pytest.raises(redis.ConnectionError, match="the queue is out of reach"):
         enqueue_unless_pending(DELIVER_TASK, email.id)
 
 
-@on_redis
-def test_an_unreadable_key_still_queues_the_task(monkeypatch):
+def test_an_unreadable_marker_still_queues_the_task(monkeypatch):
     email = EmailFactory()
-    broker = task_broker()
 
-    def unreadable(*args, **kwargs):
-        raise redis.TimeoutError("no answer")
-
-    monkeypatch.setattr(broker.connection, "set", unreadable)
+    monkeypatch.setattr("emails.queue._mark_pending", marker_down)
     enqueue_unless_pending(DELIVER_TASK, email.id)
     monkeypatch.undo()
 
@@ -144,7 +153,6 @@ def test_a_batch_that_is_not_full_queues_nothing(settings, smtp_peer):
     assert queued_email_ids() == []
 
 
-@on_redis
 def test_a_delivery_task_as_it_starts_lets_the_next_send_queue_a_task(enqueue_each, smtp_peer):
     first, second = EmailFactory.create_batch(2)
     enqueue_each(first)
@@ -157,23 +165,18 @@ def test_a_delivery_task_as_it_starts_lets_the_next_send_queue_a_task(enqueue_ea
     assert queued_email_ids() == [first.id, second.id]
 
 
-@on_redis
-def test_a_task_that_cannot_clear_the_key_still_delivers(
+def test_a_task_that_cannot_clear_the_marker_still_delivers(
     enqueue_each, smtp_peer, monkeypatch, caplog
 ):
     email = EmailFactory()
     enqueue_each(email)
-    broker = task_broker()
 
-    def unreachable(*args, **kwargs):
-        raise redis.ConnectionError("no answer")
-
-    monkeypatch.setattr(broker.connection, "delete", unreachable)
+    monkeypatch.setattr("emails.queue._clear_pending", marker_down)
     deliver_email(email.id)
     monkeypatch.undo()
 
     email.refresh_from_db()
     assert email.status == Status.ACCEPTED
-    assert "Could not clear the pending-task key" in caplog.text
-    # The key is left to expire: until then, a send queues nothing.
-    assert broker.connection.exists(pending_key(broker, DELIVER_TASK))
+    assert "Could not clear the pending-task marker" in caplog.text
+    # The marker is left to expire: until then, a send queues nothing.
+    assert pending_seconds() is not None
