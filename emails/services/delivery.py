@@ -325,39 +325,46 @@ class _Outcome(enum.Enum):
 
 def email_deliver(*, email_id: int | None = None) -> None:
     """The body of the ``deliver_email`` task (queued for ``email_id``, or to go on with a full
-    batch's successors): deliver a batch of the oldest due emails, at most
-    ``DELIVERY_BATCH_SIZE``, the task's own among them unless an earlier batch took it.
+    batch's successors): deliver batches of the oldest due emails, at most
+    ``DELIVERY_BATCH_SIZE`` each, the task's own among them unless an earlier batch took it.
 
-    A full batch first queues a task for the next one, so that every worker process has a batch
-    while the backlog lasts; one that finds less than a full batch is the last, until the next
-    send queues a task.
+    After a full batch the task claims the next one itself, until a batch is not full or it has
+    run for a third of the task timeout: a task handed over through the broker may wait for
+    the broker's poll (0.2 s with the ORM broker) before it starts, which capped a backlog at
+    one batch per poll. A full batch also first queues a task for the next one (unless one is
+    waiting), so that every worker process has a batch while the backlog lasts.
 
     A SIGTERM that arrives meanwhile waits until the email in hand is handed off and recorded,
     or, if it comes before the relay took anything, until the rest of the batch is released
-    (``shutdown.py``).
+    (``shutdown.py``); the task then stops.
     """
+    deadline = time.monotonic() + settings.WORKER_TASK_TIMEOUT / 3
     with sigterm_deferred() as stopping:
         task_started(DELIVER_TASK)
-        batch = emails_claim(now=timezone.now(), limit=settings.DELIVERY_BATCH_SIZE)
-        if not batch:
-            logger.debug("Task of email %s: no email is due, nothing to do", email_id)
-            return
-        if len(batch) == settings.DELIVERY_BATCH_SIZE:
-            enqueue_unless_pending(DELIVER_TASK)
-        _deliver_batch(batch, stopping=stopping)
+        while True:
+            batch = emails_claim(now=timezone.now(), limit=settings.DELIVERY_BATCH_SIZE)
+            if not batch:
+                logger.debug("Task of email %s: no email is due, nothing to do", email_id)
+                return
+            full = len(batch) == settings.DELIVERY_BATCH_SIZE
+            if full:
+                enqueue_unless_pending(DELIVER_TASK)
+            finished = _deliver_batch(batch, stopping=stopping, deadline=deadline)
+            if not (full and finished) or stopping() or time.monotonic() > deadline:
+                return
 
 
-def _deliver_batch(batch: list[Email], *, stopping: Callable[[], bool]) -> None:
+def _deliver_batch(batch: list[Email], *, stopping: Callable[[], bool], deadline: float) -> bool:
     """Hand each claimed email to the relay in turn, then record every clean acceptance at once.
 
     Failures are recorded as they happen. The batch stops early, releasing the emails it did not
     try, when the worker is stopping, when the relay fails transiently (the next ones would
     fail alike: each will be tried again, with its own backoff once it fails itself), or when
-    it has run for a third of the task timeout (a slow relay).
+    it is past the task's ``deadline`` (a slow relay). Returns whether it went through the
+    whole batch.
     """
     recipients = _recipients_of(batch)
     attachments = _attachments_of(batch)
-    deadline = time.monotonic() + settings.WORKER_TASK_TIMEOUT / 3
     acceptances: list[Acceptance] = []
     # The emails the relay may have seen; the rest are released at the end.
     tried = 0
@@ -384,6 +391,9 @@ def _deliver_batch(batch: list[Email], *, stopping: Callable[[], bool]) -> None:
                 acceptances.append(outcome)
             elif outcome is _Outcome.RELAY_FAILING:
                 break
+        else:
+            return True
+        return False
     finally:
         # Also when something failed half-way: what the relay took is recorded first, then
         # the emails never tried go back at once rather than when their lease runs out.

@@ -313,7 +313,7 @@ def test_the_orm_enqueue_keeps_the_connection_it_was_given(monkeypatch):
     assert closed
 
 
-def test_one_task_delivers_a_batch_of_the_oldest_due_emails_over_one_connection(
+def test_one_task_delivers_batches_of_the_oldest_due_emails_over_one_connection(
     smtp_peer, settings
 ):
     settings.DELIVERY_BATCH_SIZE = 3
@@ -323,24 +323,21 @@ def test_one_task_delivers_a_batch_of_the_oldest_due_emails_over_one_connection(
 
     deliver_email(emails[3].id)
 
+    # A full batch of the three oldest, then the next batch, which is not full: the task ends.
     delivered = [int(r.message["X-Postman-Email-Id"]) for r in smtp_peer.received]
-    assert delivered == [email.id for email in emails[:3]]  # oldest first, three at most
+    assert delivered == [email.id for email in emails]
     assert smtp_peer.connections == 1
-    statuses = dict(Email.objects.values_list("id", "status"))
-    assert [statuses[email.id] for email in emails] == [Status.ACCEPTED] * 3 + [Status.UNSENT]
-    assert statuses[waiting.id] == Status.UNSENT
-    for email, received in zip(emails[:3], smtp_peer.received, strict=True):
+    assert Email.objects.get(id=waiting.id).status == Status.UNSENT
+    for email, received in zip(emails, smtp_peer.received, strict=True):
         email.refresh_from_db()
+        assert email.status == Status.ACCEPTED
         assert email.message_id == make_message_id(email.id) == received.message["Message-ID"]
         assert (email.attempts, email.claimed_until) == (1, None)
         assert email.last_smtp_response == f"250 Ok queued as peer-{emails.index(email) + 1}"
         assert email.accepted_at is not None
         assert email.events.get().type == "accepted"
-
-    deliver_email(emails[3].id)
-
-    assert Email.objects.get(id=emails[3].id).status == Status.ACCEPTED
-    assert Email.objects.get(id=waiting.id).status == Status.UNSENT
+    # The full batch queued a task for another worker process; it finds nothing left.
+    assert queued_email_ids() == [None]
 
 
 def test_successive_claims_never_take_the_same_email():

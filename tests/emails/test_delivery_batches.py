@@ -51,6 +51,20 @@ def test_a_relay_failure_defers_that_email_and_releases_the_rest_untried(
     ]
 
 
+def test_a_relay_failure_also_ends_the_task_after_a_full_batch(smtp_peer, settings):
+    # A full batch would have the task claim the next one; not after the relay failed.
+    settings.DELIVERY_BATCH_SIZE = 1
+    first, second = oldest_first(2)
+    smtp_peer.stop()
+
+    deliver_email(first.id)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.attempts == 1
+    assert (second.attempts, second.claimed_until) == (0, None)
+
+
 def test_sigterm_mid_batch_finishes_the_email_in_hand_and_releases_the_rest(
     smtp_peer, django_capture_on_commit_callbacks
 ):

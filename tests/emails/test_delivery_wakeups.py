@@ -17,7 +17,7 @@ from emails.models import PendingTask, Status
 from emails.queue import PENDING_SECONDS, enqueue_unless_pending, task_started
 from emails.services.delivery import DELIVER_TASK, email_enqueue
 from emails.tasks import deliver_email
-from tests.factories import EmailFactory
+from tests.factories import EmailFactory, oldest_first
 from tests.queue import pending_seconds, queued_email_ids
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
@@ -126,21 +126,36 @@ def test_an_unreadable_marker_still_queues_the_task(monkeypatch):
     assert queued_email_ids() == [email.id]
 
 
-def test_a_full_batch_queues_its_successor_and_the_successor_takes_the_rest(settings, smtp_peer):
+def test_after_a_full_batch_the_task_queues_a_successor_and_goes_on(settings, smtp_peer):
     settings.DELIVERY_BATCH_SIZE = 2
     emails = EmailFactory.create_batch(3)
 
     deliver_email(emails[0].id)
 
-    assert len(smtp_peer.received) == 2
-    assert queued_email_ids() == [None]
-    deliver_email()
+    # Two batches in one task: the first, full, queued a task for another worker process.
     assert len(smtp_peer.received) == 3
     for email in emails:
         email.refresh_from_db()
         assert email.status == Status.ACCEPTED
-    # The last batch was not full: nothing more is queued.
     assert queued_email_ids() == [None]
+    deliver_email()
+    assert len(smtp_peer.received) == 3
+
+
+def test_a_task_out_of_time_leaves_the_next_batch_to_its_successor(settings, smtp_peer):
+    settings.DELIVERY_BATCH_SIZE = 1
+    settings.WORKER_TASK_TIMEOUT = 0  # out of time after the first email
+    first, second = oldest_first(2)
+
+    deliver_email(first.id)
+
+    assert [int(r.message["X-Postman-Email-Id"]) for r in smtp_peer.received] == [first.id]
+    assert queued_email_ids() == [None]
+    deliver_email()
+    assert [int(r.message["X-Postman-Email-Id"]) for r in smtp_peer.received] == [
+        first.id,
+        second.id,
+    ]
 
 
 def test_a_batch_that_is_not_full_queues_nothing(settings, smtp_peer):
