@@ -668,7 +668,8 @@ class Bench:
 
     def purge(self, broker: str) -> None:
         """Empty the queue and the emails table between phases."""
-        self.sql("TRUNCATE emails_email, django_q_ormq, django_q_task CASCADE")
+        # The queue, with what says a task is waiting (PendingTask rows; the Redis key below).
+        self.sql("TRUNCATE emails_email, emails_pendingtask, django_q_ormq, django_q_task CASCADE")
         if broker == "redis":
             command = ["redis-cli", "-p", str(self.redis_port), "FLUSHALL"]
             subprocess.run(command, check=True, capture_output=True, timeout=30)
