@@ -47,8 +47,8 @@ MARKER_ERRORS = (redis.RedisError, DatabaseError)
 
 
 class OrmEnqueueBroker(ORM):
-    """django-q2's ORM broker, as this process's enqueuer: it inserts the queue row as the
-    ORM broker does, without calling ``close_old_connections()`` before.
+    """django-q2's ORM broker, as this process's enqueuer: its queue is reached without calling
+    ``close_old_connections()`` first.
 
     That call is for the cluster's own long-lived broker threads. Ours enqueue from a request
     or a task, whose connections Django and the cluster already check at their start; there it
@@ -56,9 +56,9 @@ class OrmEnqueueBroker(ORM):
     round trip before its ``INSERT``.
     """
 
-    def enqueue(self, task: str) -> int:
-        key = self.list_key or Conf.CLUSTER_NAME
-        return OrmQ.objects.using(Conf.ORM).create(key=key, payload=task, lock=timezone.now()).pk
+    @staticmethod
+    def get_connection(list_key: str | None = None):
+        return OrmQ.objects.using(Conf.ORM)
 
 
 @cache
