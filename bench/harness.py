@@ -3,8 +3,8 @@
 Run by ``bench/run.py`` in a subprocess with the same environment as the service (so the broker
 is the one the phase measures). It records COUNT emails exactly as the send API would leave them
 (UNSENT, sanitised subject and HTML, one primary recipient) and queues their delivery as the send
-API does (``enqueue_unless_pending``): one task per email with the ORM broker; with Redis, one
-task while none is waiting to start, which then chains a task per full batch.
+API does (``enqueue_unless_pending``): one task while none is waiting to start, with either
+broker; the worker's full batches then queue the next ones.
 """
 
 from __future__ import annotations
