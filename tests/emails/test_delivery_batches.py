@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from emails.models import Email, EmailEvent, EmailRecipient, Status
+from emails.services import delivery
 from emails.services.delivery import _claim_sql, emails_claim, emails_release
 from emails.services.events import Acceptance, events_record_accepted, provider_message_ids_set
 from emails.tasks import deliver_email
@@ -84,6 +85,29 @@ def test_sigterm_mid_batch_finishes_the_email_in_hand_and_releases_the_rest(
     assert (second.status, second.attempts, second.claimed_until) == (Status.UNSENT, 0, None)
     assert queued_email_ids() == [second.id]
     assert received == [signal.SIGTERM]
+
+
+def test_sigterm_during_a_full_batch_ends_the_task_before_the_next_claim(
+    smtp_peer, settings, monkeypatch
+):
+    settings.DELIVERY_BATCH_SIZE = 1
+    claims = []
+    monkeypatch.setattr(
+        delivery, "emails_claim", lambda **kwargs: claims.append(1) or emails_claim(**kwargs)
+    )
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    first, second = oldest_first(2)
+    smtp_peer.handler.on_data = lambda: os.kill(os.getpid(), signal.SIGTERM)
+    try:
+        deliver_email(first.id)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    # The batch (one email, a full one) was handed off whole; the task claims no other.
+    assert [int(r.message["X-Postman-Email-Id"]) for r in smtp_peer.received] == [first.id]
+    assert claims == [1]
+    second.refresh_from_db()
+    assert (second.attempts, second.claimed_until) == (0, None)
 
 
 def test_a_refused_cc_in_a_batch_is_recorded_on_its_own_and_the_batch_goes_on(smtp_peer):
