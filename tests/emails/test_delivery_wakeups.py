@@ -80,6 +80,24 @@ def test_a_send_that_finds_a_task_waiting_only_reads(enqueue_each):
 
 
 @on_orm
+def test_of_two_first_sends_at_once_only_one_queues_a_task(monkeypatch):
+    email = EmailFactory()
+    create = PendingTask.objects.create
+
+    def another_send_first(**kwargs):
+        # Another process marks the first task ever between this one's read and its insert
+        # (here inside the insert's savepoint, so its row goes when the insert fails).
+        PendingTask.objects.bulk_create([PendingTask(**kwargs)])
+        return create(**kwargs)
+
+    monkeypatch.setattr(PendingTask.objects, "create", another_send_first)
+    enqueue_unless_pending(DELIVER_TASK, email.id)
+
+    # The other send queues the task; this one queues none.
+    assert queued_email_ids() == []
+
+
+@on_orm
 def test_a_marker_past_its_time_is_taken_over(enqueue_each):
     # Its task was lost: the next send queues another.
     first, second = EmailFactory.create_batch(2)
