@@ -1,13 +1,15 @@
 """A row and its child rows written by one statement.
 
 On PostgreSQL ``insert_with_children`` sends one ``WITH parent AS (INSERT … RETURNING id)
-INSERT INTO child … SELECT … FROM parent, unnest(…)`` statement. A statement is atomic on its
-own, so it needs no transaction: one round trip instead of four (BEGIN, two INSERTs, COMMIT),
-and no ORM insert compiled per call. The SQL is built once per pair of models from their
-metadata; each value is prepared by its field's own ``pre_save`` and ``get_db_prep_save``, as
-the ORM's insert prepares it. A guard query (``unless``) may ride along in the same statement:
-when it finds rows, nothing is written. Other databases get the guard as a query of its own, then
-the ORM's ``save`` and ``bulk_create`` in a transaction.
+INSERT INTO child … SELECT … FROM parent, (VALUES (…), …)`` statement. A statement is atomic
+on its own, so it needs no transaction: one round trip instead of four (BEGIN, two INSERTs,
+COMMIT), and no ORM insert compiled per call. The SQL is built once per pair of models and
+number of children from their metadata; each child is a row of plain parameters (as arrays, one
+per column, its values cost the driver several times as much to send). Each value is prepared by
+its field's own ``pre_save`` and ``get_db_prep_save``, as the ORM's insert prepares it. A guard
+query (``unless``) may ride along in the same statement: when it finds rows, nothing is written.
+Other databases get the guard as a query of its own, then the ORM's ``save`` and
+``bulk_create`` in a transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _SQL = (
     " RETURNING {pk}),"
     " children AS (INSERT INTO {child} ({fk}, {child_columns})"
     " SELECT parent.{pk}, {child_values} FROM parent,"
-    " unnest({arrays}) WITH ORDINALITY AS child({names}, position) ORDER BY child.position)"
+    " (VALUES {rows}) AS child(position, {names}) ORDER BY child.position)"
     " SELECT (SELECT {pk} FROM parent), {guard_rows}"
 )
 
@@ -44,13 +46,19 @@ def _cast_type(field: Field, connection) -> str:
 
 @lru_cache(maxsize=256)
 def _statement(
-    parent_model: type[Model], child_model: type[Model], fk_name: str, alias: str, guard: str
+    parent_model: type[Model],
+    child_model: type[Model],
+    fk_name: str,
+    alias: str,
+    guard: str,
+    count: int,
 ) -> tuple[str, list[Field], list[Field]]:
     connection = connections[alias]
     quote = connection.ops.quote_name
     parent_fields = _inserted_fields(parent_model)
     child_fields = _inserted_fields(child_model, skip=fk_name)
     names = [f"c{index}" for index in range(len(child_fields))]
+    row = ", ".join(f"%s::{_cast_type(field, connection)}" for field in child_fields)
     sql = _SQL.format(
         guard=f"guard AS ({guard}), " if guard else "",
         parent=quote(parent_model._meta.db_table),
@@ -62,7 +70,7 @@ def _statement(
         fk=quote(child_model._meta.get_field(fk_name).column),
         child_columns=", ".join(quote(field.column) for field in child_fields),
         child_values=", ".join(f"child.{name}" for name in names),
-        arrays=", ".join(f"%s::{_cast_type(field, connection)}[]" for field in child_fields),
+        rows=", ".join(f"({position}, {row})" for position in range(count)),
         names=", ".join(names),
         guard_rows="ARRAY(SELECT * FROM guard)" if guard else "ARRAY[]::text[]",
     )
@@ -108,10 +116,11 @@ def insert_with_children(
             type(children[0]).objects.using(alias).bulk_create(children)
         return []
     sql, parent_fields, child_fields = _statement(
-        type(parent), type(children[0]), fk_name, alias, guard
+        type(parent), type(children[0]), fk_name, alias, guard, len(children)
     )
-    columns = zip(*(_values(child, child_fields, connection) for child in children), strict=True)
-    params = [*guard_params, *_values(parent, parent_fields, connection), *map(list, columns)]
+    params = [*guard_params, *_values(parent, parent_fields, connection)]
+    for child in children:
+        params += _values(child, child_fields, connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         pk, found = cursor.fetchone()
