@@ -6,12 +6,21 @@ with the test client and reports the CPU time one request costs: the best of sev
 that other load on the machine disturbs it as little as possible. It is the steady figure to
 compare two versions of the code with; ``bench/run.py`` measures the service as deployed.
 ``--profile PATH`` prints a pyinstrument profile of that endpoint instead.
+
+``--instructions`` counts, instead of CPU time, the machine instructions one request executes
+(valgrind's callgrind: the process runs once with no measured requests and once with
+``INSTRUCTION_REQUESTS`` of them, and the difference is divided by their number). The count does
+not move with the machine's speed or with what else runs on it: the figure for comparing two
+versions of the code on a shared machine, where even the best of several timed rounds drifts.
+Each endpoint takes about a minute.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,13 +29,24 @@ from bench import run
 
 ROUNDS = 5
 REQUESTS = 100
+WARMUP = 20
+INSTRUCTION_REQUESTS = 100
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", choices=run.BROKERS, default="redis")
     parser.add_argument("--profile", metavar="PATH", help="profile this endpoint (pyinstrument)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per request (callgrind)"
+    )
+    # Internal: the process callgrind runs, in the environment of the parent's scratch database.
+    parser.add_argument("--requests-of", nargs=2, metavar=("PATH", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.requests_of:
+        path, count = args.requests_of
+        send_requests(os.environ["BENCH_KEY"], Path(os.environ["BENCH_BODY"]), path, int(count))
+        return
 
     # Its own scratch database and work directory, so that it can run beside bench/run.py.
     run.DB_NAME = f"{run.DB_PREFIX}{os.getpid()}_inprocess"
@@ -37,18 +57,20 @@ def main() -> None:
         if args.broker == "redis":
             bench.start_redis()
         os.environ.update(bench.env(args.broker, LOG_LEVEL="WARNING"))
-        measure(bench.key, bench.body_file, args.profile)
+        if args.instructions:
+            count_instructions(bench.key, bench.body_file)
+        else:
+            measure(bench.key, bench.body_file, args.profile)
     finally:
         bench.close()
 
 
-def measure(key: str, body_file: Path, profile: str | None) -> None:
+def requester(key: str, body_file: Path):
+    """Set Django up; a function that sends one request to a path and checks its answer."""
     import django
 
     django.setup()
     from django.test import Client
-
-    from emails.models import Email
 
     client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {key}")
     body = body_file.read_text()
@@ -60,6 +82,13 @@ def measure(key: str, body_file: Path, profile: str | None) -> None:
             response = client.get(path)
         assert response.status_code in (200, 201), (path, response.status_code)
 
+    return request
+
+
+def endpoints(request) -> tuple[list[str], int]:
+    """The endpoints measured, after a few sends so that an email exists to read, and its id."""
+    from emails.models import Email
+
     for _ in range(10):
         request(run.SEND_PATH)
     email_id = Email.objects.order_by("-id").values_list("id", flat=True).first()
@@ -70,6 +99,38 @@ def measure(key: str, body_file: Path, profile: str | None) -> None:
         f"/v1/transactional/email/{email_id}",
         "/v1/transactional/email",
     ]
+    return paths, email_id
+
+
+def send_requests(key: str, body_file: Path, path: str, count: int) -> None:
+    request = requester(key, body_file)
+    for _ in range(WARMUP + count):
+        request(path)
+
+
+def count_instructions(key: str, body_file: Path) -> None:
+    paths, _ = endpoints(requester(key, body_file))
+    env = dict(os.environ, BENCH_KEY=key, BENCH_BODY=str(body_file))
+
+    def collected(path: str, count: int) -> int:
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        command += [sys.executable, "-m", "bench.inprocess", "--requests-of", path, str(count)]
+        result = subprocess.run(
+            command, cwd=run.BASE_DIR, env=env, capture_output=True, text=True, check=True
+        )
+        return int(re.search(r"Collected : (\d+)", result.stderr).group(1))
+
+    print(f"| endpoint | instructions per request (callgrind, {INSTRUCTION_REQUESTS} requests) |")
+    print("|---|---|")
+    for path in paths:
+        base = collected(path, 0)
+        per_request = (collected(path, INSTRUCTION_REQUESTS) - base) / INSTRUCTION_REQUESTS
+        print(f"| `{path}` | {per_request / 1e6:.2f} M |", flush=True)
+
+
+def measure(key: str, body_file: Path, profile: str | None) -> None:
+    request = requester(key, body_file)
+    paths, email_id = endpoints(request)
     if profile:
         from pyinstrument import Profiler
 
