@@ -159,7 +159,7 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
-    Q_CLUSTER["poll"] = env.float("WORKER_POLL_SECONDS", default=0.2)
+    Q_CLUSTER["poll"] = env.float("WORKER_POLL_SECONDS", default=0.1)
 
 # Outgoing mail: every accepted email is handed to this SMTP relay.
 vars().update(env.email_url("EMAIL_URL", default="smtp://127.0.0.1:1025"))

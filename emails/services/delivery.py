@@ -330,7 +330,7 @@ def email_deliver(*, email_id: int | None = None) -> None:
 
     After a full batch the task claims the next one itself, until a batch is not full or it has
     run for a third of the task timeout: a task handed over through the broker may wait for
-    the broker's poll (0.2 s with the ORM broker) before it starts, which capped a backlog at
+    the broker's poll (0.1 s with the ORM broker) before it starts, which capped a backlog at
     one batch per poll. A full batch also first queues a task for the next one (unless one is
     waiting), so that every worker process has a batch while the backlog lasts.
 
