@@ -4,17 +4,19 @@ Redis key, or a ``PendingTask`` row with the ORM broker."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from emails.models import PendingTask, Status
-from emails.queue import PENDING_SECONDS, enqueue_unless_pending, task_started
+from emails.queue import PENDING_SECONDS, enqueue_unless_pending, task_broker, task_started
 from emails.services.delivery import DELIVER_TASK, email_enqueue
 from emails.tasks import deliver_email
 from tests.factories import EmailFactory, oldest_first
@@ -24,16 +26,38 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
 
 # The broker is Redis exactly when REDIS_URL is set (test_delivery.py).
 on_orm = pytest.mark.skipif(bool(settings.REDIS_URL), reason="the marker is a database row")
-# What the marker's store raises when it is out of reach.
-MarkerError = redis.ConnectionError if settings.REDIS_URL else DatabaseError
 
 
 def broker_down(*args, **kwargs):
     raise redis.ConnectionError("the queue is out of reach")
 
 
-def marker_down(*args, **kwargs):
-    raise MarkerError("no answer")
+# As in production, where a send queues its task after the commit and a task runs outside any
+# transaction: a failed statement there aborts nothing else.
+autocommit = pytest.mark.django_db(transaction=True)
+
+
+@contextmanager
+def marker_store_down():
+    """The marker's store fails as it does out of reach: the Redis commands that set and delete
+    the key, or every statement on the ``PendingTask`` table (the queue itself still works)."""
+    if settings.REDIS_URL:
+        commands = task_broker().connection
+        timeout = redis.TimeoutError("no answer")
+        with (
+            mock.patch.object(commands, "set", side_effect=timeout),
+            mock.patch.object(commands, "delete", side_effect=timeout),
+        ):
+            yield
+        return
+
+    def fail_on_marker(execute, sql, params, many, context):
+        if PendingTask._meta.db_table in sql:
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(fail_on_marker):
+        yield
 
 
 @pytest.fixture
@@ -123,23 +147,23 @@ def test_a_failed_enqueue_leaves_no_task_said_to_be_pending(monkeypatch):
     assert queued_email_ids() == [email.id]
 
 
+@autocommit
 def test_when_the_marker_cannot_be_cleared_either_the_enqueue_error_is_the_one_raised(
     monkeypatch,
 ):
     email = EmailFactory()
 
     monkeypatch.setattr("emails.queue.async_task", broker_down)
-    monkeypatch.setattr("emails.queue._clear_pending", marker_down)
-    with pytest.raises(redis.ConnectionError, match="the queue is out of reach"):
+    with marker_store_down(), pytest.raises(redis.ConnectionError, match="out of reach"):
         enqueue_unless_pending(DELIVER_TASK, email.id)
 
 
-def test_an_unreadable_marker_still_queues_the_task(monkeypatch):
+@autocommit
+def test_an_unreadable_marker_still_queues_the_task():
     email = EmailFactory()
 
-    monkeypatch.setattr("emails.queue._mark_pending", marker_down)
-    enqueue_unless_pending(DELIVER_TASK, email.id)
-    monkeypatch.undo()
+    with marker_store_down():
+        enqueue_unless_pending(DELIVER_TASK, email.id)
 
     assert queued_email_ids() == [email.id]
 
@@ -198,15 +222,13 @@ def test_a_delivery_task_as_it_starts_lets_the_next_send_queue_a_task(enqueue_ea
     assert queued_email_ids() == [first.id, second.id]
 
 
-def test_a_task_that_cannot_clear_the_marker_still_delivers(
-    enqueue_each, smtp_peer, monkeypatch, caplog
-):
+@autocommit
+def test_a_task_that_cannot_clear_the_marker_still_delivers(enqueue_each, smtp_peer, caplog):
     email = EmailFactory()
     enqueue_each(email)
 
-    monkeypatch.setattr("emails.queue._clear_pending", marker_down)
-    deliver_email(email.id)
-    monkeypatch.undo()
+    with marker_store_down():
+        deliver_email(email.id)
 
     email.refresh_from_db()
     assert email.status == Status.ACCEPTED
