@@ -493,6 +493,28 @@ def smtp_ceiling(port: int, messages: int, rounds: int = 3) -> tuple[float, int]
     return best, len(raw)
 
 
+@contextlib.contextmanager
+def cores_awake():
+    """One spinning process per core at the lowest priority (nice 19), for as long as the block
+    runs: anything else that wants a core preempts it at once, and no core ever goes idle.
+
+    One SMTP connection is a ping-pong of short turns (MAIL, RCPT, DATA, the message, each
+    waiting for the reply). On an otherwise idle virtual machine each turn also waits for a
+    halted vCPU to be woken by the hypervisor: measured quiet, raw SMTP ran at 2,300-3,400
+    messages/s here, with the cores kept awake at 8,400-8,800 (docs/performance.md). The worker
+    phases keep the cores busy themselves, so the ceiling they are compared with is the latter.
+    """
+    code = "import os\nos.nice(19)\nwhile True:\n    pass\n"
+    spinners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.2)  # until they run
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 # ---------------------------------------------------------------------------------------------
 # The bench
 
@@ -724,9 +746,21 @@ class Bench:
     # ceiling or floor measured again right before it, not with the figures at the start.
 
     def smtp_ceiling(self) -> dict:
-        rate, size = smtp_ceiling(self.smtp_port, self.scale.smtp_messages)
-        log(f"raw SMTP: {rate:.0f} messages/s ({size} bytes each, one connection)")
-        return {"messages_per_second": rate, "message_bytes": size}
+        """Raw SMTP measured twice: as the machine is, and with its cores kept awake; the
+        ceiling is the better of the two (``cores_awake``)."""
+        quiet, size = smtp_ceiling(self.smtp_port, self.scale.smtp_messages)
+        with cores_awake():
+            awake, _ = smtp_ceiling(self.smtp_port, self.scale.smtp_messages)
+        log(
+            f"raw SMTP: {quiet:.0f} messages/s as the machine is, {awake:.0f} with its cores kept"
+            f" awake ({size} bytes each, one connection)"
+        )
+        return {
+            "messages_per_second": max(quiet, awake),
+            "quiet_messages_per_second": quiet,
+            "awake_messages_per_second": awake,
+            "message_bytes": size,
+        }
 
     def floor(self) -> dict:
         return self.load("/bench/floor", self.scale.ceiling_seconds, post=True)
@@ -1042,6 +1076,15 @@ def report(results: dict, quick: bool, elapsed: float) -> str:
                 cells.append("not run")
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {target} |")
 
+    def smtp_cell(ceiling: dict) -> str:
+        rate = f"{ceiling['messages_per_second']:.0f} messages/s"
+        if "quiet_messages_per_second" not in ceiling:
+            return rate
+        return (
+            f"{rate} (cores kept awake: {ceiling['awake_messages_per_second']:.0f};"
+            f" as the machine is: {ceiling['quiet_messages_per_second']:.0f})"
+        )
+
     def load_cell(load: dict) -> str:
         return (
             f"{load['rps']:.0f} req/s, p50 {load['p50_ms']:.0f} ms, p99 {load['p99_ms']:.0f} ms,"
@@ -1054,7 +1097,7 @@ def report(results: dict, quick: bool, elapsed: float) -> str:
         shared("**Floor**: DRF, auth by 1 query + insert 1 row", load_cell(results["drf_floor"]))
         shared(
             "**Ceiling**: raw SMTP, one smtplib connection, best of 3 rounds",
-            f"{results['smtp_ceiling']['messages_per_second']:.0f} messages/s"
+            f"{smtp_cell(results['smtp_ceiling'])}"
             f" ({results['smtp_ceiling']['message_bytes'] / 1024:.1f} KB each)",
         )
 
@@ -1086,7 +1129,7 @@ def report(results: dict, quick: bool, elapsed: float) -> str:
     per_broker("GET /v1/transactional/email (page of 10)", lambda data: load_cell(data["list"]))
     per_broker(
         "Raw SMTP again, right before the worker phases",
-        lambda data: f"{data['smtp_ceiling']['messages_per_second']:.0f} messages/s",
+        lambda data: smtp_cell(data["smtp_ceiling"]),
     )
     for processes in (1, 2):
 
