@@ -495,16 +495,21 @@ def smtp_ceiling(port: int, messages: int, rounds: int = 3) -> tuple[float, int]
 
 @contextlib.contextmanager
 def cores_awake():
-    """One spinning process per core at the lowest priority (nice 19), for as long as the block
-    runs: anything else that wants a core preempts it at once, and no core ever goes idle.
+    """One spinning process per core under ``SCHED_IDLE``, for as long as the block runs: it
+    gets a core only when nothing else wants it, anything that wakes up preempts it at once (in
+    whatever process group), and no core ever goes idle.
 
     One SMTP connection is a ping-pong of short turns (MAIL, RCPT, DATA, the message, each
     waiting for the reply). On an otherwise idle virtual machine each turn also waits for a
-    halted vCPU to be woken by the hypervisor: measured quiet, raw SMTP ran at 2,300-3,400
-    messages/s here, with the cores kept awake at 8,400-8,800 (docs/performance.md). The worker
-    phases keep the cores busy themselves, so the ceiling they are compared with is the latter.
+    halted vCPU to be woken by the hypervisor: measured quiet, raw SMTP ran at 2,100-3,400
+    messages/s here, with the cores kept awake at up to 8,900 (docs/performance.md). The worker
+    phases keep the cores busy themselves, so the ceiling they are compared with is the better
+    of the two.
     """
-    code = "import os\nos.nice(19)\nwhile True:\n    pass\n"
+    code = (
+        "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+        "while True:\n    pass\n"
+    )
     spinners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count() or 1)]
     try:
         time.sleep(0.2)  # until they run
