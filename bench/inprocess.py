@@ -7,6 +7,12 @@ that other load on the machine disturbs it as little as possible. It is the stea
 compare two versions of the code with; ``bench/run.py`` measures the service as deployed.
 ``--profile PATH`` prints a pyinstrument profile of that endpoint instead.
 
+``--worker`` measures the worker's side instead: ``WORKER_EMAILS`` emails recorded as the send
+API leaves them are delivered to postfix's smtp-sink by the delivery task's body
+(``email_deliver``), called in this process until none is due; it reports the CPU one email
+costs this process (the best of ``ROUNDS`` rounds), or with ``--profile worker`` a pyinstrument
+profile of one round. The database's own CPU is not counted.
+
 ``--instructions`` counts, instead of CPU time, the machine instructions one request executes
 (valgrind's callgrind: the process runs once with no measured requests and once with
 ``INSTRUCTION_REQUESTS`` of them, and the difference is divided by their number). The count does
@@ -31,6 +37,7 @@ ROUNDS = 5
 REQUESTS = 100
 WARMUP = 20
 INSTRUCTION_REQUESTS = 100
+WORKER_EMAILS = 1000
 
 
 def main() -> None:
@@ -39,6 +46,9 @@ def main() -> None:
     parser.add_argument("--profile", metavar="PATH", help="profile this endpoint (pyinstrument)")
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions per request (callgrind)"
+    )
+    parser.add_argument(
+        "--worker", action="store_true", help="CPU per email delivered, instead of per request"
     )
     # Internal: the process callgrind runs, in the environment of the parent's scratch database.
     parser.add_argument("--requests-of", nargs=2, metavar=("PATH", "N"), help=argparse.SUPPRESS)
@@ -57,7 +67,11 @@ def main() -> None:
         if args.broker == "redis":
             bench.start_redis()
         os.environ.update(bench.env(args.broker, LOG_LEVEL="WARNING"))
-        if args.instructions:
+        if args.worker:
+            bench.start_sink()
+            os.environ.update(bench.env(args.broker, LOG_LEVEL="WARNING"))
+            measure_worker(bench, args.broker, profile=args.profile == "worker")
+        elif args.instructions:
             count_instructions(bench.key, bench.body_file)
         else:
             measure(bench.key, bench.body_file, args.profile)
@@ -157,6 +171,39 @@ def measure(key: str, body_file: Path, profile: str | None) -> None:
                 request(path)
             best = min(best, (time.process_time() - started) / REQUESTS)
         print(f"| `{path}` | {best * 1000:.2f} ms |", flush=True)
+
+
+def measure_worker(bench: run.Bench, broker: str, *, profile: bool) -> None:
+    import django
+
+    django.setup()
+    from bench.harness import seed
+    from emails.services.delivery import email_deliver
+
+    def deliver() -> float:
+        """Seed a round of emails; the CPU this process spends delivering them, per email."""
+        bench.purge(broker)
+        seed(WORKER_EMAILS, str(bench.body_file))
+        started = time.process_time()
+        while bench.counts()[1]:
+            email_deliver()
+        return (time.process_time() - started) / WORKER_EMAILS
+
+    deliver()  # warm-up: connections, caches
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0002)
+        profiler.start()
+        deliver()
+        profiler.stop()
+        print(profiler.output_text(color=False, unicode=False))
+        return
+    best = min(deliver() for _ in range(ROUNDS))
+    print(
+        f"worker: {best * 1000:.3f} ms of CPU per email (best of {ROUNDS} rounds of "
+        f"{WORKER_EMAILS}, this process only)"
+    )
 
 
 if __name__ == "__main__":
