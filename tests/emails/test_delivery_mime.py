@@ -7,6 +7,7 @@ multipart boundaries, and the two must be equal byte for byte.
 from __future__ import annotations
 
 import itertools
+import random
 from email import message_from_bytes
 from email.generator import BytesGenerator
 from email.header import Header
@@ -174,3 +175,123 @@ def test_boundaries_are_random_and_their_header_needs_no_folding():
     content_type = next(line for line in headers if line.startswith(b"Content-Type:"))
     assert content_type.startswith(b"Content-Type: multipart/alternative; boundary=")
     assert len(content_type) <= 78
+
+
+# --- the direct writer: the same bytes as the standard way -------------------------------------
+
+SUBJECTS = [
+    "Your appointment is confirmed",
+    "",
+    "Janji temu anda — 预约确认",
+    "Appointment " * 8,  # folded by the standard way: not written directly
+    "x" * 69,
+    "x" * 70,
+    "Tab\there",
+    'Quotes "and" (parentheses), <angles>; colons: \\backslash',
+]
+SENDERS = [
+    "Housing Board <notify@hdb.gov.sg>",
+    "notify@hdb.gov.sg",
+    '"Board, Housing" <notify@hdb.gov.sg>',
+    "Lembaga Perumahan ✓ <notify@hdb.gov.sg>",
+    "Bücher <notify@bücher.example>",
+]
+CCS = [[], ["officer@hdb.gov.sg"], [f"person{n}@example.com" for n in range(12)]]
+REPLY_TOS = [[], ["help@hdb.gov.sg"], ["Help Desk <help@hdb.gov.sg>"]]
+TEXTS = [
+    "Your OTP is 123456.",
+    "Kod anda: 123456 — 谢谢\n",
+    "one\r\ntwo\rthree\nFrom here\n.\n\nend\n",
+    "a" * 998,
+    "a" * 999,
+    "é" * 499,  # 998 bytes
+    "é" * 500,  # 1,000 bytes
+    "a" * 600 + "\x0b" + "a" * 600,  # two lines to str.splitlines, one line on the wire
+    "line\u2028separator",
+    "",
+]
+HTMLS = [HTML, "<p>谢谢</p>\n", "<p>" + "word " * 300 + "</p>", "<p>one</p>\r\n<p>two</p>\r"]
+
+
+def envelopes(count: int, seed: int):
+    chooser = random.Random(seed)
+    for _ in range(count):
+        yield (
+            mime.Envelope(
+                subject=chooser.choice(SUBJECTS),
+                from_email=chooser.choice(SENDERS),
+                to=[chooser.choice(["citizen@example.com", "Citizen Tan <tan@example.com>"])],
+                cc=chooser.choice(CCS),
+                reply_to=chooser.choice(REPLY_TOS),
+                extra={
+                    "Date": "Wed, 02 Dec 2026 08:00:00 -0000",
+                    "Message-ID": "<42.0123456789abcdef@postman.gov.sg>",
+                    mime.EMAIL_ID_HEADER: "42",
+                },
+            ),
+            chooser.choice(TEXTS),
+            chooser.choice(HTMLS),
+        )
+
+
+@pytest.fixture
+def fixed_boundary(monkeypatch):
+    monkeypatch.setattr(mime.secrets, "token_hex", lambda size: "f" * (2 * size))
+
+
+def test_the_direct_writer_writes_what_the_standard_way_writes(fixed_boundary):
+    direct = 0
+    for envelope, text, html in envelopes(600, seed=20261202):
+        written = mime._alternative_bytes(envelope, text, html)
+        if written is not None:
+            direct += 1
+            assert written == mime._standard_bytes(envelope, text, html, ()), (envelope, text)
+    # The sample holds both kinds (a fifth of it is written directly).
+    assert 100 < direct < 600
+
+
+@pytest.mark.parametrize(
+    ("changes", "direct"),
+    [
+        pytest.param({}, True, id="plain ASCII"),
+        pytest.param(
+            {"subject": "Janji temu anda — 预约确认", "text": "Kod anda — 谢谢"},
+            True,
+            id="a non-ASCII subject and body",
+        ),
+        pytest.param({"text": "a" * 998}, True, id="a line of 998 bytes"),
+        pytest.param({"text": "a" * 999}, False, id="a line over 998 bytes"),
+        pytest.param({"subject": "Appointment " * 8}, False, id="a subject to fold"),
+        pytest.param({"text": ""}, False, id="no text part"),
+    ],
+)
+def test_which_messages_are_written_directly(fixed_boundary, changes, direct):
+    envelope = mime.Envelope(
+        subject=changes.get("subject", "Your appointment is confirmed"),
+        from_email="Housing Board <notify@hdb.gov.sg>",
+        to=["citizen@example.com"],
+        cc=[],
+        reply_to=["help@hdb.gov.sg"],
+        extra={"Date": "Wed, 02 Dec 2026 08:00:00 -0000", "Message-ID": "<42.0@postman.gov.sg>"},
+    )
+    text = changes.get("text", "Your OTP is 123456.")
+
+    written = mime._alternative_bytes(envelope, text, HTML)
+
+    assert (written is not None) is direct
+    if direct:
+        assert written == mime._standard_bytes(envelope, text, HTML, ())
+
+
+def test_the_direct_writer_refuses_a_header_with_a_line_break():
+    envelope = mime.Envelope(
+        subject="Hello\r\nBcc: victim@example.com",
+        from_email="notify@hdb.gov.sg",
+        to=["citizen@example.com"],
+        cc=[],
+        reply_to=[],
+        extra={},
+    )
+
+    with pytest.raises(BadHeaderError):
+        mime._alternative_bytes(envelope, "text", HTML)
