@@ -7,7 +7,10 @@ transaction, ``drop_at_mail`` to close the connection at MAIL FROM, or ``stop()`
 to DATA (e.g. Amazon SES's ``"250 Ok <message id>"``) and ``data_delay`` delays it (a message
 is recorded after the delay, before the reply). ``on_rcpt`` and ``on_data`` are called from
 the server's thread when a RCPT or a complete DATA arrives (before the reply), for tests that
-need something to happen mid-transaction.
+need something to happen mid-transaction. It offers PIPELINING, as real relays do, unless
+``pipelining`` is turned off (aiosmtpd reads pipelined commands one after the other either way);
+``commands_in_one_read`` counts the transactions whose MAIL FROM, RCPT TOs and DATA arrived
+together.
 """
 
 from __future__ import annotations
@@ -63,8 +66,19 @@ class PeerHandler:
     noops: int = 0
     # How many of the next MAIL FROMs are answered by closing the connection.
     drop_at_mail: int = 0
+    pipelining: bool = True
+    commands_in_one_read: int = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # What the client sent after MAIL FROM and the peer has read but not handled yet.
+        if b"\r\nDATA\r\n" in bytes(server._reader._buffer).upper():
+            self.commands_in_one_read += 1
         if self.drop_at_mail:
             self.drop_at_mail -= 1
             server.transport.close()

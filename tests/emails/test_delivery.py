@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import smtplib
 from datetime import timedelta
 
 import pytest
@@ -240,6 +241,28 @@ def test_it_reuses_one_relay_connection_for_several_emails(smtp_peer):
     assert smtp_peer.connections == 1
 
 
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one command at a time"])
+def test_commands_are_pipelined_when_the_relay_offers_it(smtp_peer, pipelining):
+    smtp_peer.handler.pipelining = pipelining
+    smtp_peer.handler.rcpt_replies["nobody@example.com"] = "550 5.1.1 No such user"
+    first = EmailFactory(cc=["officer@example.com", "nobody@example.com"])
+    second = EmailFactory(html="<p>Line one</p>\n.a line that starts with a dot\n.\n<p>end</p>")
+
+    deliver_email(first.id)
+    deliver_email(second.id)
+
+    assert smtp_peer.handler.commands_in_one_read == (2 if pipelining else 0)
+    assert [r.rcpt_tos for r in smtp_peer.received] == [
+        [first.recipient, "officer@example.com"],
+        [second.recipient],
+    ]
+    assert recipient_status(first, "nobody@example.com") == Status.BOUNCED
+    # Dot-stuffed on the wire, and whole again at the relay.
+    html = smtp_peer.received[1].message.get_body(preferencelist=("html",)).get_content()
+    assert html.startswith("<p>Line one</p>\r\n.a line that starts with a dot\r\n.\r\n<p>end</p>")
+    assert Email.objects.get(id=second.id).status == Status.ACCEPTED
+
+
 def test_it_reconnects_when_the_relay_dropped_the_connection(smtp_peer):
     first = EmailFactory()
     deliver_email(first.id)
@@ -257,6 +280,10 @@ def test_it_reconnects_when_the_relay_dropped_the_connection(smtp_peer):
     ]
     assert smtp_peer.connections == 1
     assert Email.objects.get(id=second.id).status == Status.ACCEPTED
+
+
+def recipient_status(email: Email, address: str) -> str:
+    return EmailRecipient.objects.get(email=email, address=address).status
 
 
 def test_a_test_mode_email_is_never_handed_to_the_relay(smtp_peer):
@@ -373,3 +400,21 @@ def test_a_busy_connection_is_reused_without_noop_and_an_idle_one_is_checked(
 
     assert Email.objects.get(id=email.id).status == Status.ACCEPTED
     assert smtp_peer.connections == 1
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "citizen@example.com",
+        "first.last+tag@mail.example.gov.sg",
+        "a_b-c@localhost",
+        '"quoted local"@example.com',
+        "Name <citizen@example.com>",
+        "ünïcode@example.com",
+        "a..b@example.com",
+        ".leading@example.com",
+        "",
+    ],
+)
+def test_addresses_are_quoted_as_smtplib_quotes_them(address):
+    assert smtp._quote(address) == smtplib.quoteaddr(address)

@@ -25,6 +25,13 @@ SEND = "/v1/transactional/email/send"
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
 
 
+@pytest.fixture(autouse=True, params=["pipelined", "one command at a time"])
+def relay_pipelining(request):
+    """Every failure is tried against a relay that offers PIPELINING and one that does not."""
+    if "smtp_peer" in request.fixturenames:
+        request.getfixturevalue("smtp_peer").handler.pipelining = request.param == "pipelined"
+
+
 def recipient(email: Email, address: str) -> EmailRecipient:
     return EmailRecipient.objects.get(email=email, address=address)
 
