@@ -228,9 +228,12 @@ def _alternative_bytes(envelope: Envelope, text: str, html: str) -> bytes | None
     Django's (``forbid_multi_line_headers``: a line break is refused, non-ASCII encoded)."""
     lines = []
     for name, value in envelope.fields():
-        name, value = forbid_multi_line_headers(name, value, settings.DEFAULT_CHARSET)
+        # A value that is already one plain line is one that Django leaves as it is (the
+        # Subject's ``Header(value).encode()`` included: a test holds it).
         if not _fits(name, value):
-            return None
+            name, value = forbid_multi_line_headers(name, value, settings.DEFAULT_CHARSET)
+            if not _fits(name, value):
+                return None
         lines.append(f"{name}: {value}\r\n")
     text_part, html_part = _text_part(text, "plain"), _text_part(html, "html")
     if text_part is None or html_part is None:

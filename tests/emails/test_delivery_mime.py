@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import string
 from email import message_from_bytes
 from email.generator import BytesGenerator
 from email.header import Header
@@ -16,6 +17,7 @@ from io import BytesIO
 
 import pytest
 from django.core.mail import BadHeaderError, EmailMultiAlternatives
+from django.core.mail.message import forbid_multi_line_headers
 
 from emails.delivery import mime
 from emails.delivery.mime import _inline_part, _RelatedMessage, as_bytes
@@ -295,3 +297,14 @@ def test_the_direct_writer_refuses_a_header_with_a_line_break():
 
     with pytest.raises(BadHeaderError):
         mime._alternative_bytes(envelope, "text", HTML)
+
+
+def test_django_leaves_a_header_that_is_one_plain_line_as_it_is():
+    # What lets the direct writer skip ``forbid_multi_line_headers`` for such values.
+    chooser = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + string.punctuation + "    =?;,"
+    for _ in range(3000):
+        value = "".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 69)))
+        for name in ("Subject", "From", "X-Postman-Email-Id"):
+            if mime._fits(name, value):
+                assert forbid_multi_line_headers(name, value, "utf-8") == (name, value)
