@@ -380,6 +380,22 @@ def test_successive_claims_never_take_the_same_email():
     assert all(e.attempts == 1 and e.claimed_until > now for e in [*first, *second])
 
 
+def test_a_claim_leaves_the_request_parameters_deferred_and_reads_the_rest(
+    django_assert_num_queries,
+):
+    created = EmailFactory(cc=["a@example.com"])
+    others = [f for f in Email._meta.concrete_fields if f.name != "params"]
+
+    with django_assert_num_queries(1):
+        [email] = emails_claim(now=timezone.now(), limit=1)
+        fields = {f.name: getattr(email, f.attname) for f in others}
+
+    assert email.get_deferred_fields() == {"params"}
+    assert (fields["cc"], fields["html"]) == (["a@example.com"], created.html)
+    with django_assert_num_queries(1):
+        assert email.params == created.params  # still there when asked for
+
+
 def test_a_busy_connection_is_reused_without_noop_and_an_idle_one_is_checked(
     smtp_peer, monkeypatch
 ):
