@@ -207,7 +207,9 @@ def _text_part(content: str, subtype: str) -> bytes | None:
     """A ``text/{subtype}`` part as ``SafeMIMEText`` makes it and ``_Generator`` writes it: UTF-8,
     7bit or 8bit, CRLF line ends. None when Django would quoted-print it (a line over 998 bytes)
     or leave it out (empty)."""
-    data = NLCRE.sub("\r\n", content).encode()
+    # Line ends as the generator writes them (NLCRE: CRLF, CR or LF); most text has only LF.
+    lines = NLCRE.sub("\r\n", content) if "\r" in content else content.replace("\n", "\r\n")
+    data = lines.encode()
     if not data or (
         len(data) > RFC5322_EMAIL_LINE_LENGTH_LIMIT
         and max(map(len, data.split(b"\r\n"))) > RFC5322_EMAIL_LINE_LENGTH_LIMIT

@@ -300,7 +300,9 @@ def _pipelined_transaction(
         if accepted:
             raise Aborted("stopped before the message")
         return Handoff(accepted=[], refused=refused)
-    content = _LEADING_DOT.sub(b"..", message)
+    content = message
+    if content.startswith(b".") or b"\n." in content:
+        content = _LEADING_DOT.sub(b"..", content)
     if not content.endswith(b"\r\n"):
         content += b"\r\n"
     connection.send(content + b".\r\n")
