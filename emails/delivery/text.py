@@ -41,7 +41,7 @@ _NO_MARKERS = dict.fromkeys(map(ord, _MARKERS + _PRE_SPACE))
 _TOKEN = re.compile(
     r"<!--.*?(?:-->|\Z)"
     r"|<[!?][^>]*>?"
-    r"|<(/?)([a-zA-Z][^\s/>]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>"
+    r"|<(/?)([a-zA-Z][^\s/>]*)((?:[^>\"']++|\"[^\"]*+\"|'[^']*+')*+)>"
     r"|[^<]+"
     r"|<",
     re.DOTALL,
@@ -75,28 +75,32 @@ class _TextExtractor:
         # The body's own control characters must not pass for our markers. Few bodies have
         # any (``html.unescape`` never makes one), so the text is only cleaned when it does.
         self.has_markers = any(character in html for character in _MARKERS + _PRE_SPACE)
-        position, end = 0, len(html)
-        while position < end:
-            token = _TOKEN.match(html, position)
-            position = token.end()
-            name = token[2]
+        position: int | None = 0
+        while position is not None:
+            position = self._feed_from(html, position)
+
+    def _feed_from(self, html: str, start: int) -> int | None:
+        """Handle the tokens of ``html`` from ``start`` on, up to the end of a raw-text element
+        (its content is not HTML): where to go on from, or None at the end."""
+        for token in _TOKEN.finditer(html, start):
+            closing, name, attributes = token.groups()
             if name is None:
-                if not token[0].startswith("<") or token[0] == "<":
-                    self.handle_data(unescape(token[0]))
+                text = token[0]
+                if text[0] != "<" or text == "<":
+                    self.handle_data(unescape(text))
                 continue  # a comment or a declaration
             tag = name.lower()
-            if token[1]:
+            if closing:
                 self.handle_endtag(tag)
-                continue
-            attributes = token[3]
-            if attributes.rstrip().endswith("/"):
+            elif attributes and attributes.rstrip().endswith("/"):
                 self.handle_startendtag(tag, attributes)
-                continue
-            self.handle_starttag(tag, attributes)
-            if tag in _RAW_TEXT_END:
-                closing = _RAW_TEXT_END[tag].search(html, position)
-                position = closing.end() if closing else end
-                self.handle_endtag(tag)
+            else:
+                self.handle_starttag(tag, attributes)
+                if tag in _RAW_TEXT_END:
+                    end = _RAW_TEXT_END[tag].search(html, token.end())
+                    self.handle_endtag(tag)
+                    return end.end() if end else None
+        return None
 
     def handle_starttag(self, tag: str, attributes: str) -> None:
         if tag in SKIPPED_TAGS:
