@@ -563,8 +563,9 @@ class Bench:
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.web_port}",
             "VAR_DIR": str(WORK_DIR / "var"),
         }
-        # Knobs for experiments (docs/performance.md): gunicorn's and the worker count.
-        for name in ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY"):
+        # Knobs for experiments (docs/performance.md): gunicorn's, the worker count and the
+        # delivery batch.
+        for name in ("GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "DELIVERY_BATCH_SIZE"):
             if name in os.environ:
                 self.base_env[name] = os.environ[name]
         self.key = ""
