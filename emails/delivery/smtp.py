@@ -9,7 +9,7 @@ idle connections: one that sat idle for ``IDLE_CHECK_SECONDS`` is checked with N
 and one found closed at the first command of a transaction (``MAIL FROM``, before the relay has
 taken anything) is replaced and the transaction started again, once.
 
-A relay that offers PIPELINING (RFC 2920: Postfix, Exim, Amazon SES …) gets MAIL FROM, every
+A relay that offers PIPELINING (RFC 2920; Postfix and Exim do by default) gets MAIL FROM, every
 RCPT TO and DATA in one write, and their replies are read after: two round trips per email
 instead of four. Each round trip waits for the relay and wakes the worker again, on both sides.
 """
