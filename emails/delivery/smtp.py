@@ -21,7 +21,7 @@ import re
 import smtplib
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -133,19 +133,16 @@ def _quietly_close(connection: smtplib.SMTP) -> None:
         connection.close()
 
 
-def close_connection() -> None:
-    """Close this process's relay connection, if any (tests, shutdown)."""
+def close_connection(*, graceful: bool = True) -> None:
+    """Close this process's relay connection, if any (tests, shutdown). ``graceful=False``
+    closes the socket without QUIT: in the middle of DATA, QUIT would be message text, and a
+    relay that hung up hears nothing."""
     global _connection
     if _connection is not None:
-        _quietly_close(_connection)
-        _connection = None
-
-
-def _drop_connection() -> None:
-    """Close the connection without QUIT: in the middle of DATA, QUIT would be message text."""
-    global _connection
-    if _connection is not None:
-        _connection.close()
+        if graceful:
+            _quietly_close(_connection)
+        else:
+            _connection.close()
         _connection = None
 
 
@@ -194,6 +191,20 @@ def _refuse(connection: smtplib.SMTP, reply: Reply) -> HandoffError:
     return _refused(reply)
 
 
+def _sorted_recipients(
+    recipients: list[str], replies: list[Reply]
+) -> tuple[list[str], dict[str, Reply]]:
+    """The recipients the relay accepted, and the refused ones with their replies to RCPT TO."""
+    accepted: list[str] = []
+    refused: dict[str, Reply] = {}
+    for address, reply in zip(recipients, replies, strict=True):
+        if reply.code in ACCEPTED_RCPT_CODES:
+            accepted.append(address)
+        else:
+            refused[address] = reply
+    return accepted, refused
+
+
 def _transaction(
     connection: smtplib.SMTP,
     mail_from: str,
@@ -209,14 +220,9 @@ def _transaction(
         raise _ClosedByRelay from exc
     if reply.code != 250:
         raise _refuse(connection, reply)
-    accepted: list[str] = []
-    refused: dict[str, Reply] = {}
-    for address in recipients:
-        code, text = connection.rcpt(address)
-        if code in ACCEPTED_RCPT_CODES:
-            accepted.append(address)
-        else:
-            refused[address] = Reply.of(code, text)
+    accepted, refused = _sorted_recipients(
+        recipients, [Reply.of(*connection.rcpt(address)) for address in recipients]
+    )
     if not accepted:
         _reset(connection)
         return Handoff(accepted=[], refused=refused)
@@ -240,7 +246,7 @@ def _quote(address: str) -> str:
     return smtplib.quoteaddr(address)
 
 
-def _command(verb: str, address: str, options: list[str] = ()) -> str:
+def _command(verb: str, address: str, options: Sequence[str] = ()) -> str:
     """One command line, as smtplib's ``mail``/``rcpt`` write it."""
     line = " ".join([f"{verb}:{_quote(address)}", *options])
     if "\r" in line or "\n" in line:
@@ -271,23 +277,17 @@ def _pipelined_transaction(
             raise _ClosedByRelay from exc
         # The relay hung up after refusing a command (a 421): its reply says why.
         if replies[-1].code >= 400:
-            close_connection()
+            close_connection(graceful=False)
             raise _refused(replies[-1]) from exc
         raise
     mail, *rcpts, data = replies
     if mail.code != 250:
         if data.code == 354:
-            _drop_connection()  # a relay that opened DATA anyway: do not leave it waiting
+            close_connection(graceful=False)  # a relay that opened DATA anyway
         else:
             _reset(connection)
         raise _refused(mail)
-    accepted: list[str] = []
-    refused: dict[str, Reply] = {}
-    for address, reply in zip(recipients, rcpts, strict=True):
-        if reply.code in ACCEPTED_RCPT_CODES:
-            accepted.append(address)
-        else:
-            refused[address] = reply
+    accepted, refused = _sorted_recipients(recipients, rcpts)
     if data.code != 354:
         if not accepted:
             _reset(connection)
@@ -296,7 +296,7 @@ def _pipelined_transaction(
     # The relay waits for the message: the last moment to back out. A DATA that never ends
     # delivers nothing, and the connection cannot carry another transaction.
     if not accepted or abort():
-        _drop_connection()
+        close_connection(graceful=False)
         if accepted:
             raise Aborted("stopped before the message")
         return Handoff(accepted=[], refused=refused)
