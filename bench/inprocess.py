@@ -69,7 +69,6 @@ def main() -> None:
         os.environ.update(bench.env(args.broker, LOG_LEVEL="WARNING"))
         if args.worker:
             bench.start_sink()
-            os.environ.update(bench.env(args.broker, LOG_LEVEL="WARNING"))
             measure_worker(bench, args.broker, profile=args.profile == "worker")
         elif args.instructions:
             count_instructions(bench.key, bench.body_file)
