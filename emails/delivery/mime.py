@@ -7,10 +7,10 @@ filename can never add a header. ``_Generator`` writes the message out as the st
 
 Most emails are a text and an HTML part and nothing else, with headers that need no folding:
 ``_alternative_bytes`` writes those bytes directly, the very bytes the standard way writes (the
-tests compare the two over many messages), with every header value still made by Django's
-``forbid_multi_line_headers``. Building and writing the message objects was two fifths of the
-worker's time per email. Anything else (attachments, a body line over 998 bytes, a header to
-fold) goes the standard way.
+tests compare the two over many messages); a header value that is not already one plain line
+is still made by Django's ``forbid_multi_line_headers``. Building and writing the message
+objects was two fifths of the worker's time per email. Anything else (attachments, a body line
+over 998 bytes, a header to fold) goes the standard way.
 """
 
 from __future__ import annotations
@@ -226,8 +226,9 @@ def _text_part(content: str, subtype: str) -> bytes | None:
 def _alternative_bytes(envelope: Envelope, text: str, html: str) -> bytes | None:
     """The ``multipart/alternative`` message of ``text`` and ``html`` written directly: what
     ``_standard_bytes`` writes for it without attachments, or None when a part or a header would
-    need more than a plain line (the caller then goes the standard way). Header values are
-    Django's (``forbid_multi_line_headers``: a line break is refused, non-ASCII encoded)."""
+    need more than a plain line (the caller then goes the standard way). A header value that is
+    not one plain line goes through Django's ``forbid_multi_line_headers`` (a line break is
+    refused, non-ASCII encoded)."""
     lines = []
     for name, value in envelope.fields():
         # A value that is already one plain line is one that Django leaves as it is (the
