@@ -1223,7 +1223,11 @@ def git_commit() -> str:
         return result.stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "?"
-    return commit + (" with uncommitted changes" if git("status", "--porcelain") else "")
+    # The results a previous run wrote are not a change to what is measured.
+    changes = git(
+        "status", "--porcelain", "--", ".", f":(exclude){RESULTS_DIR.relative_to(BASE_DIR)}"
+    )
+    return commit + (" with uncommitted changes" if changes else "")
 
 
 def cpu_model() -> str:
