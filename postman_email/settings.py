@@ -7,6 +7,7 @@ and must then provide SECRET_KEY and API_KEY_PEPPER (see README.md → Configura
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -23,8 +24,15 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEBUG = env.bool("DEBUG", default=True)
 
 
+def _verbatim(name: str) -> str:
+    """A secret exactly as set. django-environ reads a value that starts with "$" as the name of
+    another variable to read instead, and a generated secret can start with one (Django's
+    ``get_random_secret_key`` does once in fifty keys)."""
+    return os.environ.get(name, "")
+
+
 def _secret(name: str, dev_default: str) -> str:
-    value = env.str(name, default="")
+    value = _verbatim(name)
     if value:
         return value
     if not DEBUG:
@@ -45,14 +53,14 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Postman <info@mail.p
 # Addresses that count as "the default sender" in the send API besides DEFAULT_FROM_EMAIL's.
 DEFAULT_FROM_ALIASES = env.list("DEFAULT_FROM_ALIASES", default=["donotreply@mail.postman.gov.sg"])
 SIGNUP_DOMAINS = env.list("SIGNUP_DOMAINS", default=[".gov.sg"])
-CALLBACK_SECRET = env.str("CALLBACK_SECRET", default="")
+CALLBACK_SECRET = _verbatim("CALLBACK_SECRET")
 # Sender domains (docs/senders.md): the resolver for DNS checks ("host" or "host:port"; empty:
 # /etc/resolv.conf), the SPF include agencies publish, and the keys that encrypt DKIM private
 # keys at rest (empty: derived from SECRET_KEY and SECRET_KEY_FALLBACKS).
 DNS_NAMESERVERS = env.list("DNS_NAMESERVERS", default=[])
 DNS_TIMEOUT = env.float("DNS_TIMEOUT", default=5.0)
 SPF_INCLUDE = env.str("SPF_INCLUDE", default="_spf.mail.postman.gov.sg")
-DKIM_KEY_ENCRYPTION_KEYS = env.list("DKIM_KEY_ENCRYPTION_KEYS", default=[])
+DKIM_KEY_ENCRYPTION_KEYS = [k for k in _verbatim("DKIM_KEY_ENCRYPTION_KEYS").split(",") if k]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -194,7 +202,7 @@ USE_TZ = True
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apikeys.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["postman_email.renderers.ApiJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "emails.api.parsers.BoundedJSONParser",
         "emails.api.parsers.BoundedFormParser",

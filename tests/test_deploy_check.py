@@ -66,3 +66,22 @@ def test_production_refuses_to_start_without_an_api_key_pepper(tmp_path):
 
     assert result.returncode != 0
     assert "ImproperlyConfigured: API_KEY_PEPPER must be set when DEBUG is false" in result.stderr
+
+
+def test_secrets_that_start_with_a_dollar_sign_are_read_as_they_are(tmp_path):
+    # django-environ would read "$name" as the variable "name": such a key is one in fifty of
+    # get_random_secret_key's.
+    secrets = {
+        "SECRET_KEY": "$" + get_random_secret_key(),
+        "API_KEY_PEPPER": "$pepper",
+        "CALLBACK_SECRET": "$callback",
+        "DKIM_KEY_ENCRYPTION_KEYS": "$first,$second",
+    }
+    script = "from django.conf import settings as s; print(s.SECRET_KEY, s.API_KEY_PEPPER)"
+    script += "; print(s.CALLBACK_SECRET, *s.DKIM_KEY_ENCRYPTION_KEYS)"
+    env = {"DEBUG": "false", "ALLOWED_HOSTS": "postman.example.gov.sg", **secrets}
+
+    result = manage("shell", "--verbosity", "0", "-c", script, env=env, tmp_path=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [*list(secrets.values())[:3], "$first", "$second"]
