@@ -18,7 +18,7 @@ HANG_UP = "hang up"
 
 class ScriptedRelay:
     """Answers EHLO, RSET and QUIT itself; every other command gets the next scripted reply
-        (``HANG_UP`` closes the connection). After a 354 it reads a message up to its final dot, and
+    (``HANG_UP`` closes the connection). After a 354 it reads a message up to its final dot, and
     only a message that reached it counts as delivered."""
 
     def __init__(self, replies: list[str]) -> None:
