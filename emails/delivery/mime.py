@@ -24,6 +24,7 @@ from email import encoders
 from email.generator import NLCRE, BytesGenerator
 from email.message import Message
 from email.mime.base import MIMEBase
+from email.policy import compat32
 from email.utils import formatdate, parseaddr
 from functools import lru_cache
 from io import BytesIO
@@ -41,8 +42,8 @@ from emails.models import Email, EmailAttachment
 from emails.tracking import with_open_pixel
 
 EMAIL_ID_HEADER = "X-Postman-Email-Id"
-# compat32's max_line_length: the longest header line written without folding.
-_LINE_LIMIT = 78
+# The longest header line written without folding (78).
+_LINE_LIMIT = compat32.max_line_length
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 FALLBACK_CONTENT_TYPE = "application/octet-stream"

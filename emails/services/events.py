@@ -229,10 +229,13 @@ def _if_raised(status: str, field: str, value: str | None) -> RawSQL:
     SQL because a ``Case``/``When`` of the same cost more to resolve and compile than the whole
     UPDATE costs to run (most of a small delivery batch's recording)."""
     quote = connections[Email.objects.db].ops.quote_name
+    status_column, column = (
+        quote(Email._meta.get_field(name).column) for name in ("status", field)
+    )
     below = statuses_below(status)
     placeholders = ", ".join(["%s"] * len(below))
     # Only placeholders and the model's own column names are interpolated.
-    sql = f"CASE WHEN {quote('status')} IN ({placeholders}) THEN %s ELSE {quote(field)} END"
+    sql = f"CASE WHEN {status_column} IN ({placeholders}) THEN %s ELSE {column} END"
     return RawSQL(sql, [*below, value], output_field=CharField())  # noqa: S611
 
 
