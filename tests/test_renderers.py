@@ -104,6 +104,19 @@ def test_an_indented_response_is_drfs():
     assert b'\n  "a"' in content
 
 
+@pytest.mark.parametrize(
+    "setting", [{"ensure_ascii": True}, {"compact": False}], ids=["ASCII", "spaced"]
+)
+def test_json_the_settings_ask_in_another_form_is_drfs(setting):
+    value = {"text": "Kod anda — 谢谢", "list": [1, 2]}
+    renderers = [type("Renderer", (base,), setting)() for base in (ApiJSONRenderer, JSONRenderer)]
+
+    content, expected = (renderer.render(value) for renderer in renderers)
+
+    assert content == expected
+    assert content != ApiJSONRenderer().render(value)
+
+
 def test_nothing_renders_as_an_empty_body():
     assert ApiJSONRenderer().render(None) == b""
 
