@@ -703,6 +703,12 @@ class Bench:
             command = ["redis-cli", "-p", str(self.redis_port), "FLUSHALL"]
             subprocess.run(command, check=True, capture_output=True, timeout=30)
 
+    def analyze(self) -> None:
+        """Statistics of the emails as the table now is. In production autovacuum keeps them
+        current; a phase that has just filled the table did so faster than it comes round (or
+        the server runs without it)."""
+        self.sql("ANALYZE emails_email, emails_emailrecipient")
+
     def counts(self) -> tuple[int, int]:
         """(accepted, still pending) emails."""
         [(accepted, pending)] = self.sql(
@@ -781,12 +787,10 @@ class Bench:
         # And right after: the send is compared with the mean of the two, which cancels a drift
         # of the machine's speed across the phase.
         phase["floor_after"] = self.floor()
-        # The send phase filled the table from empty in seconds. In production autovacuum keeps
-        # a table's statistics current; here it has not come round yet (or the server runs
-        # without it), and with statistics of an empty table the planner reads every email of
-        # the agency to sort them for a page of the list (7-8 ms of database CPU per request
-        # instead of 0.4 ms).
-        self.sql("ANALYZE emails_email, emails_emailrecipient")
+        # The send phase filled the table from empty in seconds: with statistics of an empty
+        # table the planner reads every email of the agency to sort them for a page of the
+        # list (7-8 ms of database CPU per request instead of 0.4 ms).
+        self.analyze()
         [(email_id,)] = self.sql("SELECT max(id) FROM emails_email")
         phase["get"] = self.load(
             f"/v1/transactional/email/{email_id}", self.scale.read_seconds, post=False
@@ -806,10 +810,9 @@ class Bench:
             capture_output=True,
             timeout=600,
         )
-        # As after the send phase: statistics of the table as it now is, not as it was before
-        # the seeding (empty in a run of this phase alone: the claim then cost the database
-        # twice the CPU per email).
-        self.sql("ANALYZE emails_email, emails_emailrecipient")
+        # Empty before the seeding in a run of this phase alone: the claim then cost the
+        # database twice the CPU per email.
+        self.analyze()
         log(f"worker with {processes} process(es): delivering {count} emails")
         started = time.monotonic()
         self.start_worker(broker, processes)
